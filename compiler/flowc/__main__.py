@@ -1,0 +1,5 @@
+"""Allow ``python -m flowc``."""
+
+from flowc.cli import main
+
+main()

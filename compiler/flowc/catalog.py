@@ -1,0 +1,104 @@
+"""The built-in instance catalog: GPU model, count and fabric of each instance type flowc knows.
+
+The data lives in ``data/instances.json`` with the source of every row. Lookups accept Mithril display
+names (``h100-80gb.sxm.8x``) and Flow short names (``8xh100``, ``h100x8``, ``h100:8``, ``a100``).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+_GRAMMAR = re.compile(r"(?:(?P<n1>[0-9]+)x(?P<g1>[a-z][a-z0-9-]*)|(?P<g2>[a-z][a-z0-9-]*?)(?:x|:)(?P<n2>[0-9]+))\Z")
+
+
+@dataclass(frozen=True)
+class InstanceType:
+    """One catalog row.
+
+    Attributes:
+        name: The Mithril display name.
+        gpu: GPU family, lower case (``h100``).
+        gpu_count: GPUs per instance.
+        gpu_memory_gb: Memory per GPU.
+        intranode: GPU-to-GPU link inside the instance (``nvlink`` or ``pcie``).
+        internode: Node-to-node fabric (``infiniband``, ``ethernet``) or ``None`` when unknown.
+        internode_gbps: Total internode bandwidth in Gb/s, or ``None`` when unknown.
+        known: False for a size the grammar names but the catalog does not list (``16xa100``).
+    """
+
+    name: str
+    gpu: str
+    gpu_count: int
+    gpu_memory_gb: int | None
+    intranode: str | None
+    internode: str | None
+    internode_gbps: float | None
+    known: bool = True
+
+
+@functools.cache
+def _data() -> dict:
+    return json.loads((Path(__file__).parent / "data" / "instances.json").read_text(encoding="utf-8"))
+
+
+@functools.cache
+def _index() -> dict[str, InstanceType]:
+    index: dict[str, InstanceType] = {}
+    for row in _data()["instance_types"]:
+        item = InstanceType(row["name"], row["gpu"], row["gpu_count"], row["gpu_memory_gb"], row["intranode"],
+                            row["internode"], row["internode_gbps"])
+        for name in (row["name"], *row["aliases"]):
+            index[name] = item
+    return index
+
+
+def names() -> list[str]:
+    """Return every spelling the catalog accepts, sorted.
+
+    Example:
+        >>> "8xh100" in names() and "h100-80gb.sxm.8x" in names()
+        True
+    """
+    return sorted(_index())
+
+
+def regions() -> list[str]:
+    """Return the regions flowc knows (a warning, not an error, names any other)."""
+    return list(_data()["regions"])
+
+
+def lookup(name: str) -> InstanceType | None:
+    """Find an instance type by any of its spellings.
+
+    A ``<count>x<gpu>`` name of a known GPU family that the catalog does not list comes back with
+    ``known=False`` and no fabric data, so feasibility checks can still speak about its GPU count.
+
+    Args:
+        name: What the document says.
+
+    Returns:
+        The catalog row, or ``None`` when the GPU family is unknown.
+
+    Example:
+        >>> lookup("8xh100").name
+        'h100-80gb.sxm.8x'
+        >>> lookup("16xa100").gpu_count, lookup("16xa100").known
+        (16, False)
+    """
+    found = _index().get(name)
+    if found is not None:
+        return found
+    match = _GRAMMAR.match(name)
+    if match is None:
+        return None
+    gpu = match.group("g1") or match.group("g2")
+    count = int(match.group("n1") or match.group("n2"))
+    family = [row for row in _index().values() if row.gpu == gpu]
+    if not family or count < 1:
+        return None
+    intranode = family[0].intranode
+    return InstanceType(f"{count}x{gpu}", gpu, count, family[0].gpu_memory_gb, intranode, None, None, known=False)

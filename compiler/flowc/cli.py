@@ -1,0 +1,176 @@
+"""The ``flowc`` command line: parse options, call the library, render, exit.
+
+Exit codes (the one place they are defined): 0 no errors (warnings allowed unless ``--strict``),
+1 the input has errors (or ``build --check`` found drift), 2 usage error, 3 internal error (a bug in
+flowc; ``--debug`` shows the traceback). Heavy libraries are imported inside the commands that need
+them, so ``flowc --help`` and ``flowc check`` start fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from flowc import __version__
+
+EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+_FILE = click.Path(exists=True, dir_okay=False, readable=True, path_type=str)
+
+
+def _guard(command: Callable[..., int]) -> Callable[..., None]:
+    """Turn a command's return value into the exit code, and any unexpected exception into exit 3."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        debug = click.get_current_context().find_root().params.get("debug", False)
+        try:
+            code = command(*args, **kwargs)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the documented last line of defence
+            if debug:
+                raise
+            click.echo(f"flowc: internal error: {type(exc).__name__}: {exc}", err=True)
+            click.echo("  this is a bug in flowc, not in your input; rerun with --debug and report the "
+                       "traceback", err=True)
+            sys.exit(EXIT_INTERNAL)
+        sys.exit(code)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="flowc")
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+def main(debug: bool) -> None:
+    """Compile a topology document into what runs it: plan, manifests, units, bids."""
+
+
+def _emit_diagnostics(diagnostics: list, fmt: str, err: bool = False) -> None:
+    from flowc.render import RENDERERS
+
+    text = RENDERERS[fmt](diagnostics)
+    if fmt == "text" and diagnostics and (sys.stderr if err else sys.stdout).isatty():
+        from rich.console import Console
+        from rich.text import Text
+
+        console = Console(stderr=err, highlight=False)
+        for line in text.splitlines():
+            style = "bold red" if "error[" in line else "yellow" if "warning[" in line else "cyan"
+            console.print(Text(line, style=style if not line.startswith("  ") else "dim"))
+        return
+    if text or fmt == "json":
+        click.echo(text, nl=False, err=err)
+
+
+def _failed(diagnostics: list, strict: bool) -> bool:
+    return any(d.severity == "error" or strict for d in diagnostics)
+
+
+def _summary(diagnostics: list, files: int) -> str:
+    errors = sum(d.severity == "error" for d in diagnostics)
+    warnings = len(diagnostics) - errors
+    return f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)} in " \
+           f"{files} file{'s' * (files != 1)}"
+
+
+_FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text",
+                       show_default=True, help="How to print diagnostics.")
+_STRICT = click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=_FILE)
+@_FORMAT
+@_STRICT
+@_guard
+def check(files: tuple[str, ...], fmt: str, strict: bool) -> int:
+    """Check topology FILES and report every problem; writes nothing."""
+    from flowc.pipeline import CHECK_PASSES, compile_file
+
+    diagnostics = []
+    for name in files:
+        diagnostics.extend(compile_file(name, passes=CHECK_PASSES).diagnostics)
+    _emit_diagnostics(diagnostics, fmt)
+    if fmt == "text":
+        click.echo(_summary(diagnostics, len(files)), err=True)
+    return EXIT_ERRORS if _failed(diagnostics, strict) else EXIT_OK
+
+
+@main.command()
+@click.argument("file", type=_FILE)
+@click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output directory (Kubernetes objects at the top, other targets in subfolders).")
+@click.option("--check", "check_only", is_flag=True,
+              help="Write nothing; exit 1 and list the files that differ when OUTPUT is out of date.")
+@_FORMAT
+@_STRICT
+@_guard
+def build(file: str, out: Path, check_only: bool, fmt: str, strict: bool) -> int:
+    """Compile FILE and write everything that runs it into OUTPUT, atomically."""
+    from flowc.emit import emit_all
+    from flowc.output import OutputError, drift, write_output
+    from flowc.pipeline import compile_file
+
+    result = compile_file(file)
+    _emit_diagnostics(result.diagnostics, fmt, err=True)
+    if result.plan is None or _failed(result.diagnostics, strict):
+        click.echo(f"flowc: {_summary(result.diagnostics, 1)}; nothing written", err=True)
+        return EXIT_ERRORS
+    artifacts = emit_all(result.plan)
+    if check_only:
+        stale = drift(artifacts, out)
+        for path in stale:
+            click.echo(f"{out / path}: out of date")
+        if stale:
+            click.echo(f"flowc: {len(stale)} file(s) differ; run 'flowc build {file} -o {out}'", err=True)
+        return EXIT_ERRORS if stale else EXIT_OK
+    try:
+        write_output(artifacts, out)
+    except OutputError as exc:
+        click.echo(f"{out}: error[{exc.code}] {exc.message}\n  help: {exc.help}", err=True)
+        return EXIT_ERRORS
+    click.echo(f"flowc: wrote {len(artifacts) + 1} files to {out}", err=True)
+    return EXIT_OK
+
+
+@main.command()
+@click.argument("file", type=_FILE)
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write here instead of stdout; .svg, .png or .pdf renders with Graphviz's 'dot'.")
+@_guard
+def graph(file: str, out: Path | None) -> int:
+    """Print the placement graph of FILE as Graphviz DOT."""
+    from flowc.dot import render_dot, render_image
+    from flowc.pipeline import compile_file
+
+    result = compile_file(file)
+    _emit_diagnostics(result.diagnostics, "text", err=True)
+    if result.plan is None:
+        return EXIT_ERRORS
+    dot = render_dot(result.plan)
+    if out is None:
+        click.echo(dot, nl=False)
+    elif out.suffix in (".dot", ".gv", ""):
+        out.write_text(dot, encoding="utf-8")
+    else:
+        problem = render_image(dot, out)
+        if problem:
+            click.echo(f"flowc: {problem}", err=True)
+            return EXIT_ERRORS
+    return EXIT_OK
+
+
+@main.command()
+@_guard
+def schema() -> int:
+    """Print flowc's JSON Schema (Draft 2020-12) for editors and other validators."""
+    from flowc.resources import resource_dir
+
+    click.echo((resource_dir("schemas") / "flowc.schema.json").read_text(encoding="utf-8"), nl=False)
+    return EXIT_OK

@@ -1,0 +1,65 @@
+"""The emitter registry: each target turns a plan into artifacts (relative path → content).
+
+Adding a target means one module here and one entry in :data:`EMITTERS`. Paths at the top level of
+the output directory are reserved for Kubernetes objects, so ``kubectl apply -f out/`` works; every
+other target writes under its own subfolder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flowc.plan import Plan
+
+
+@dataclass(frozen=True, order=True)
+class Artifact:
+    """One output file.
+
+    Attributes:
+        path: Relative, ``/``-separated path inside the output directory.
+        content: The file's bytes.
+        executable: Whether the file gets mode 0755 instead of 0644.
+    """
+
+    path: str
+    content: bytes
+    executable: bool = False
+
+
+Emitter = Callable[[Plan], list[Artifact]]
+
+
+def _plan(plan: Plan) -> list[Artifact]:
+    from flowc.emit.plan_json import emit_plan
+
+    return emit_plan(plan)
+
+
+#: Target name → emitter, in the order they run.
+EMITTERS: dict[str, Emitter] = {"plan": _plan}
+
+
+def emit_all(plan: Plan, targets: tuple[str, ...] | None = None) -> list[Artifact]:
+    """Run the emitters and return their artifacts sorted by path.
+
+    Args:
+        plan: The resolved plan.
+        targets: Which emitters to run (all when ``None``).
+
+    Returns:
+        The artifacts.
+
+    Raises:
+        ValueError: When two emitters claim the same path (a bug in an emitter).
+    """
+    artifacts: dict[str, Artifact] = {}
+    for name, emitter in EMITTERS.items():
+        if targets is not None and name not in targets:
+            continue
+        for artifact in emitter(plan):
+            if artifact.path in artifacts:
+                raise ValueError(f"two emitters write '{artifact.path}'")
+            artifacts[artifact.path] = artifact
+    return [artifacts[path] for path in sorted(artifacts)]

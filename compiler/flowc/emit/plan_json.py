@@ -1,0 +1,20 @@
+"""Emitter ``plan``: the resolved plan as ``flowc/plan.json`` (what the launcher reads)."""
+
+from __future__ import annotations
+
+from flowc.emit import Artifact
+from flowc.plan import Plan
+
+PLAN_PATH = "flowc/plan.json"
+
+
+def emit_plan(plan: Plan) -> list[Artifact]:
+    """Serialize the plan.
+
+    Args:
+        plan: The resolved plan.
+
+    Returns:
+        One artifact, ``flowc/plan.json``.
+    """
+    return [Artifact(PLAN_PATH, plan.to_json().encode("utf-8"))]

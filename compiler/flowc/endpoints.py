@@ -1,0 +1,98 @@
+"""Who writes and who reads each channel on each node, derived once from the IR.
+
+Semantic checks and the placement pass both ask these questions; this module answers them from the
+:class:`~flowc.ir.Spec` alone, so neither has to walk the other's data.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from flowc import ir
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Channel endpoints of a whole topology.
+
+    Attributes:
+        actors: Declared actors by name.
+        node_of: The node each placed actor runs on (first placement wins).
+        writers: ``(node, channel)`` → actors on that node that write the channel.
+        readers: ``(node, channel)`` → actors on that node that read the channel.
+        routes_in: ``(node, channel)`` → routes that deliver the channel to that node.
+        routes_out: ``(node, channel)`` → routes that carry the channel away from that node.
+    """
+
+    actors: dict[str, ir.Actor]
+    node_of: dict[str, str]
+    writers: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    readers: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    routes_in: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    routes_out: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+
+    def producer_count(self, key: tuple[str, str]) -> int:
+        """Writers of a channel on a node, counting an incoming route as one writer."""
+        return len(self.writers.get(key, ())) + (1 if self.routes_in.get(key) else 0)
+
+    def consumer_count(self, key: tuple[str, str]) -> int:
+        """Readers of a channel on a node, counting an outgoing route as one reader."""
+        return len(self.readers.get(key, ())) + (1 if self.routes_out.get(key) else 0)
+
+    def channel_keys(self) -> list[tuple[str, str]]:
+        """Every ``(node, channel)`` pair with at least one endpoint, sorted."""
+        return sorted({*self.writers, *self.readers, *self.routes_in, *self.routes_out})
+
+
+def endpoints(spec: ir.Spec) -> Endpoints:
+    """Index the channel endpoints of ``spec``.
+
+    Args:
+        spec: The IR.
+
+    Returns:
+        The index; actors placed but not declared contribute no endpoints.
+    """
+    actors = {actor.name: actor for actor in spec.actors}
+    node_of: dict[str, str] = {}
+    writers: dict[tuple[str, str], list[str]] = defaultdict(list)
+    readers: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for node in spec.nodes:
+        for placement in node.placements:
+            if placement.actor in node_of or placement.actor not in actors:
+                continue
+            node_of[placement.actor] = node.name
+            actor = actors[placement.actor]
+            for channel in dict.fromkeys(actor.outputs):
+                writers[(node.name, channel)].append(actor.name)
+            for channel in dict.fromkeys(actor.inputs):
+                readers[(node.name, channel)].append(actor.name)
+    routes_in: dict[tuple[str, str], list[str]] = defaultdict(list)
+    routes_out: dict[tuple[str, str], list[str]] = defaultdict(list)
+    nodes = {node.name for node in spec.nodes}
+    for route in spec.routes:
+        if route.source_node in nodes:
+            routes_out[(route.source_node, route.channel)].append(route.name)
+        for target in route.targets:
+            if target in nodes and target != route.source_node:
+                routes_in[(target, route.channel)].append(route.name)
+    return Endpoints(actors, node_of, dict(writers), dict(readers), dict(routes_in), dict(routes_out))
+
+
+def placed_numa(node: ir.Node, placement: ir.ActorPlacement) -> int | None:
+    """Return the NUMA domain an actor is bound to: as written, else derived from its CPUs.
+
+    Args:
+        node: The node the actor is placed on.
+        placement: The placement.
+
+    Returns:
+        The domain id, or ``None`` when the document leaves it open on a multi-domain node.
+    """
+    if placement.numa is not None:
+        return placement.numa
+    cpu_numa = {cpu: d.id for d in node.numa for cpu in (d.cpus or ())}
+    if placement.cpus and placement.cpus[0] in cpu_numa:
+        return cpu_numa[placement.cpus[0]]
+    return node.numa[0].id if len(node.numa) == 1 else None

@@ -1,0 +1,63 @@
+"""Pass ``check_transports``: Spec → Spec, warnings about the data path the transports will form.
+
+Emits FLC401 (producer and consumer share memory across NUMA domains: every message crosses the
+socket interconnect) and FLC402 (actors form a cycle: bounded channels in a cycle can deadlock).
+It needs no graph library, so ``flowc check`` stays fast.
+"""
+
+from __future__ import annotations
+
+import graphlib
+
+from flowc import ir
+from flowc.diagnostics import Context
+from flowc.endpoints import endpoints, placed_numa
+
+
+def check_transports(spec: ir.Spec, ctx: Context) -> ir.Spec:
+    """Warn about cross-NUMA shared memory and dataflow cycles.
+
+    Args:
+        spec: The checked IR.
+        ctx: The context that collects diagnostics.
+
+    Returns:
+        The same spec.
+    """
+    index = endpoints(spec)
+    numa = {(node.name, p.actor): placed_numa(node, p) for node in spec.nodes for p in node.placements}
+    for (node, channel), readers in sorted(index.readers.items()):
+        for writer in index.writers.get((node, channel), ()):
+            for reader in readers:
+                a, b = numa[(node, writer)], numa[(node, reader)]
+                if a is not None and b is not None and a != b:
+                    ctx.warn("FLC401", f"'{writer}' (numa {a}) and '{reader}' (numa {b}) share channel "
+                             f"'{channel}' across numa nodes on '{node}'", at=index.actors[reader].span,
+                             help="place both on one numa node to keep the data path local")
+    _check_cycles(spec, ctx)
+    return spec
+
+
+def _check_cycles(spec: ir.Spec, ctx: Context) -> None:
+    writers: dict[str, list[str]] = {}
+    for actor in spec.actors:
+        for channel in actor.outputs:
+            writers.setdefault(channel, []).append(actor.name)
+    depends = {actor.name: sorted({w for c in actor.inputs for w in writers.get(c, ())}) for actor in spec.actors}
+    reported: set[frozenset[str]] = set()
+    while True:
+        try:
+            graphlib.TopologicalSorter(depends).prepare()
+            return
+        except graphlib.CycleError as exc:
+            cycle = list(exc.args[1][:-1])
+        # graphlib lists a cycle in dataflow order (each actor feeds the next); start at the smallest name.
+        start = cycle.index(min(cycle))
+        cycle = cycle[start:] + cycle[:start]
+        if frozenset(cycle) not in reported:
+            reported.add(frozenset(cycle))
+            first = next(a for a in spec.actors if a.name == min(cycle))
+            ctx.warn("FLC402", "actors form a cycle: " + " -> ".join(f"'{a}'" for a in [*cycle, cycle[0]]),
+                     at=first.span, help="bounded channels in a cycle can deadlock; make sure one side never blocks")
+        # Break the reported cycle at one edge and look for others.
+        depends[cycle[1]] = [d for d in depends[cycle[1]] if d != cycle[0]]

@@ -1,0 +1,191 @@
+"""Pass ``parse``: source text → :class:`~flowc.document.Document` (plain data with spans).
+
+Emits FLC101 (syntax), FLC102 (size cap), FLC103 (empty), FLC104 (duplicate key),
+FLC105 (aliases and merge keys, refused so that no small file can expand into a huge one),
+FLC106 (several documents) and FLC108 (explicit tags).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.composer import Composer, ComposerError
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.events import AliasEvent
+
+from flowc.diagnostics import Context, Span
+from flowc.document import Document, Path
+
+MAX_BYTES = 4 * 1024 * 1024
+_QUOTED = ("SingleQuotedScalarString", "DoubleQuotedScalarString")
+
+
+class _AliasRefused(MarkedYAMLError):
+    """An alias was found; flowc refuses them (see the module docstring)."""
+
+
+class _NoAliasComposer(Composer):
+    """A composer that stops at the first alias instead of sharing the anchored node."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        """Refuse aliases, then compose as usual."""
+        if self.parser.check_event(AliasEvent):
+            event = self.parser.peek_event()
+            raise _AliasRefused(problem=f"alias '*{event.anchor}'", problem_mark=event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt", pure=True)
+    yaml.Composer = _NoAliasComposer
+    yaml.preserve_quotes = True
+    yaml.allow_duplicate_keys = False
+    return yaml
+
+
+def parse(text: str, ctx: Context) -> Document:
+    """Parse one YAML document, keeping the position of every key and value.
+
+    Args:
+        text: The file's contents.
+        ctx: The compilation context (its ``path`` names the file in diagnostics).
+
+    Returns:
+        The document; when errors were reported its data is ``None``.
+
+    Example:
+        >>> ctx = Context("t.yaml")
+        >>> doc = parse("name: x\\nnum_instances: 2\\n", ctx)
+        >>> doc.data, doc.span(("num_instances",)).line
+        ({'name': 'x', 'num_instances': 2}, 2)
+    """
+    start = Span(ctx.path, 1, 1)
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        ctx.error("FLC102", f"input is larger than {MAX_BYTES // (1024 * 1024)} MiB", at=start,
+                  help="split the topology into several files")
+        return Document(ctx.path, None)
+    try:
+        root = _yaml().load(text)
+    except _AliasRefused as exc:
+        ctx.error("FLC105", f"yaml {exc.problem} is not supported", at=_mark_span(ctx, exc),
+                  help="write the value out in full; anchors and aliases are refused")
+        return Document(ctx.path, None)
+    except DuplicateKeyError as exc:
+        key = str(exc.problem).split('"')[1] if '"' in str(exc.problem) else "?"
+        ctx.error("FLC104", f"duplicate key '{key}'", at=_mark_span(ctx, exc),
+                  help=f"the first '{key}' is on line {exc.context_mark.line + 1}; keep one of them")
+        return Document(ctx.path, None)
+    except ComposerError as exc:
+        if "another document" in str(exc.problem):
+            ctx.error("FLC106", "more than one yaml document in the file", at=_mark_span(ctx, exc),
+                      help="put each topology in its own file")
+        else:
+            ctx.error("FLC101", f"yaml: {exc.problem}", at=_mark_span(ctx, exc))
+        return Document(ctx.path, None)
+    except MarkedYAMLError as exc:
+        ctx.error("FLC101", f"yaml: {exc.problem or exc.context}", at=_mark_span(ctx, exc),
+                  help=_syntax_help(str(exc.problem)))
+        return Document(ctx.path, None)
+    if root is None:
+        ctx.error("FLC103", "the document is empty", at=start,
+                  help="a topology needs at least 'name' and 'instance_type', or 'actors' and 'nodes'")
+        return Document(ctx.path, None)
+    return _Converter(ctx).document(root)
+
+
+def _mark_span(ctx: Context, exc: MarkedYAMLError) -> Span:
+    mark = exc.problem_mark or exc.context_mark
+    if mark is None:
+        return Span(ctx.path, 1, 1)
+    return Span.from_mark(ctx.path, mark.line, mark.column)
+
+
+def _syntax_help(problem: str) -> str | None:
+    if "tab" in problem:
+        return "indent with spaces, not tabs"
+    if "mapping values are not allowed" in problem:
+        return "check the indentation of this line, or quote a value that contains ': '"
+    if "could not find expected ':'" in problem or "simple key" in problem:
+        return "a mapping entry needs 'key: value'"
+    return None
+
+
+class _Converter:
+    """Turns ruamel.yaml's commented containers into plain data and records spans."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.values: dict[Path, Span] = {}
+        self.keys: dict[Path, Span] = {}
+        self.plain: set[Path] = set()
+
+    def document(self, root: Any) -> Document:
+        line, col = (root.lc.line, root.lc.col) if hasattr(root, "lc") else (0, 0)
+        self.values[()] = Span.from_mark(self.ctx.path, line, col)
+        data = self.convert(root, ())
+        return Document(self.ctx.path, data, self.values, self.keys, frozenset(self.plain))
+
+    def convert(self, node: Any, path: Path) -> Any:
+        if isinstance(node, CommentedMap):
+            out: dict[str, Any] = {}
+            for key, value in node.items():
+                kline, kcol = node.lc.key(key)
+                vline, vcol = node.lc.value(key)
+                if key == "<<":
+                    self.ctx.error("FLC105", "yaml merge key '<<' is not supported",
+                                   at=Span.from_mark(self.ctx.path, kline, kcol, 2),
+                                   help="write the merged keys out in full")
+                    continue
+                name = self.key_text(key, path, kline, kcol)
+                child = (*path, name)
+                self.keys[child] = Span.from_mark(self.ctx.path, kline, kcol, len(name))
+                self.values[child] = Span.from_mark(self.ctx.path, vline, vcol, _width(value))
+                out[name] = self.convert(value, child)
+            return out
+        if isinstance(node, CommentedSeq):
+            items = []
+            for index, value in enumerate(node):
+                line, col = node.lc.item(index)
+                child = (*path, index)
+                self.values[child] = Span.from_mark(self.ctx.path, line, col, _width(value))
+                items.append(self.convert(value, child))
+            return items
+        return self.scalar(node, path)
+
+    def key_text(self, key: Any, path: Path, line: int, col: int) -> str:
+        if isinstance(key, str | int) and not isinstance(key, bool):
+            return str(key)
+        self.ctx.error("FLC209", f"mapping key {key!r} must be a name or a number",
+                       at=Span.from_mark(self.ctx.path, line, col))
+        return str(key)
+
+    def scalar(self, node: Any, path: Path) -> Any:
+        kind = type(node).__name__
+        if node is None or isinstance(node, bool):
+            return node
+        if kind == "ScalarBoolean":
+            return bool(node)
+        if isinstance(node, str):
+            if kind not in _QUOTED:
+                self.plain.add(path)
+            return str(node)
+        if isinstance(node, int):
+            return int(node)
+        if isinstance(node, float):
+            return float(node)
+        if isinstance(node, dt.date):
+            return node.isoformat()
+        self.ctx.error("FLC108", f"unsupported yaml value of type '{kind}'", at=self.values[path],
+                       help="remove the explicit tag; flowc reads plain yaml scalars, lists and maps")
+        return None
+
+
+def _width(value: Any) -> int:
+    if isinstance(value, CommentedMap | CommentedSeq) or value is None:
+        return 1
+    text = str(value)
+    return len(text) + (2 if type(value).__name__ in _QUOTED else 0)

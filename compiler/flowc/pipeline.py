@@ -1,0 +1,107 @@
+"""The compiler driver: the one place that orders the passes.
+
+``PASSES`` reads top to bottom as the compilation does. After each pass the driver stops if that pass
+reported an error (collect, then raise), so a document with a schema error is never lowered and
+every error of one stage is reported together.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flowc.diagnostics import CompileError, Context, Diagnostic, Span
+from flowc.passes.check_schema import check_schema
+from flowc.passes.check_semantics import check_semantics
+from flowc.passes.check_transports import check_transports
+from flowc.passes.lower import lower
+from flowc.passes.parse import parse
+from flowc.passes.substitute import substitute
+
+
+def _place(spec: Any, ctx: Context) -> Any:
+    from flowc.passes.place import place
+
+    return place(spec, ctx)
+
+
+def _resolve_transports(graph: Any, ctx: Context) -> Any:
+    from flowc.passes.resolve_transports import resolve_transports
+
+    return resolve_transports(graph, ctx)
+
+
+Pass = Callable[[Any, Context], Any]
+
+#: Checks end at ``check_transports``; the last two passes need networkx and are loaded on demand.
+CHECK_PASSES: tuple[Pass, ...] = (parse, substitute, check_schema, lower, check_semantics, check_transports)
+PASSES: tuple[Pass, ...] = (*CHECK_PASSES, _place, _resolve_transports)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a compilation produced: the plan (``None`` for a check) and every diagnostic."""
+
+    plan: Any
+    diagnostics: list[Diagnostic]
+
+    @property
+    def ok(self) -> bool:
+        """Whether no error was reported."""
+        return not any(d.severity == "error" for d in self.diagnostics)
+
+
+def compile_source(text: str, path: str, *, environ: Mapping[str, str] | None = None,
+                   passes: tuple[Pass, ...] = PASSES) -> Result:
+    """Run ``passes`` over one document.
+
+    Args:
+        text: The document's text.
+        path: Its name in diagnostics.
+        environ: Variables for ``${VAR}`` substitution (defaults to the process environment).
+        passes: Which passes to run; :data:`CHECK_PASSES` stops before planning.
+
+    Returns:
+        The result; ``plan`` is ``None`` when an error stopped the compilation.
+
+    Example:
+        >>> result = compile_source("name: x\\ninstance_type: 8xh100\\n", "t.yaml")
+        >>> result.ok, result.plan.tasks["x"].instance.gpu_count
+        (True, 8)
+    """
+    ctx = Context(path, dict(os.environ if environ is None else environ))
+    value: Any = text
+    try:
+        for step in passes:
+            value = step(value, ctx)
+            ctx.stop_if_errors()
+    except CompileError as exc:
+        return Result(None, exc.diagnostics)
+    return Result(value if passes is PASSES else None, sorted(ctx.diagnostics, key=lambda d: d.sort_key))
+
+
+def compile_file(path: str | Path, *, environ: Mapping[str, str] | None = None,
+                 passes: tuple[Pass, ...] = PASSES) -> Result:
+    """Read and compile one file; unreadable files become an FLC107 diagnostic.
+
+    Args:
+        path: The file.
+        environ: Variables for substitution.
+        passes: Which passes to run.
+
+    Returns:
+        The result.
+    """
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        ctx = Context(name)
+        ctx.error("FLC107", f"cannot read the file: {reason.lower()}", at=Span(name, 1, 1),
+                  help="flowc reads utf-8 yaml files")
+        return Result(None, ctx.diagnostics)
+    return compile_source(text, name, environ=environ, passes=passes)

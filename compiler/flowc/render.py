@@ -1,0 +1,91 @@
+"""Renderers for diagnostics: concise text, JSON and GitHub Actions annotations.
+
+Renderers only format; they never print or exit (the CLI does both).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from flowc.codes import CODES
+from flowc.diagnostics import Diagnostic
+
+
+def render_text(diagnostics: Iterable[Diagnostic]) -> str:
+    """Render as ``path:line:col: severity[code] message`` with an indented ``help:`` line.
+
+    Args:
+        diagnostics: What to render.
+
+    Returns:
+        The text, one block per diagnostic, ending in a newline (empty when there is nothing).
+
+    Example:
+        >>> from flowc.diagnostics import Severity, Span
+        >>> d = Diagnostic("FLC201", Severity.ERROR, "unknown key 'nmae'", Span("t.yaml", 1, 1), "did you mean 'name'?")
+        >>> print(render_text([d]), end="")
+        t.yaml:1:1: error[FLC201] unknown key 'nmae'
+          help: did you mean 'name'?
+    """
+    lines = []
+    for d in diagnostics:
+        lines.append(f"{d.span.path}:{d.span.line}:{d.span.col}: {d.severity.value}[{d.code}] {d.message}")
+        if d.help:
+            lines.append(f"  help: {d.help}")
+        lines.extend(f"  note: {note}" for note in d.notes)
+    return "".join(line + "\n" for line in lines)
+
+
+def render_json(diagnostics: Iterable[Diagnostic]) -> str:
+    """Render as a JSON list of objects with code, title, severity, message, help and span.
+
+    Args:
+        diagnostics: What to render.
+
+    Returns:
+        The JSON text with a trailing newline.
+    """
+    items = [{
+        "code": d.code, "title": CODES[d.code], "severity": d.severity.value, "message": d.message,
+        "help": d.help, "notes": list(d.notes),
+        "span": {"path": d.span.path, "line": d.span.line, "col": d.span.col, "end_line": d.span.end_line,
+                 "end_col": d.span.end_col},
+    } for d in diagnostics]
+    return json.dumps(items, indent=2, sort_keys=True) + "\n"
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def render_github(diagnostics: Iterable[Diagnostic]) -> str:
+    """Render as GitHub Actions workflow commands (``::error file=...,line=...,col=...::message``).
+
+    Args:
+        diagnostics: What to render.
+
+    Returns:
+        One workflow command per line.
+
+    Example:
+        >>> from flowc.diagnostics import Severity, Span
+        >>> d = Diagnostic("FLC201", Severity.WARNING, "x", Span("t.yaml", 2, 3))
+        >>> render_github([d]).strip()
+        '::warning file=t.yaml,line=2,col=3,endLine=2,endColumn=3,title=FLC201::x'
+    """
+    out = []
+    for d in diagnostics:
+        s = d.span
+        props = (f"file={_escape_property(s.path)},line={s.line},col={s.col},endLine={s.end_line},"
+                 f"endColumn={s.end_col},title={d.code}")
+        message = d.message + (f"\nhelp: {d.help}" if d.help else "")
+        out.append(f"::{d.severity.value} {props}::{_escape_data(message)}\n")
+    return "".join(out)
+
+
+RENDERERS = {"text": render_text, "json": render_json, "github": render_github}
