@@ -66,6 +66,19 @@ def names() -> list[str]:
     return sorted(_index())
 
 
+def short_names() -> list[str]:
+    """Return one name per catalog row: its shortest Flow alias, or its Mithril name.
+
+    Example:
+        >>> [n for n in short_names() if "a100" in n]
+        ['a100', '2xa100', '4xa100', '8xa100']
+    """
+    out = []
+    for row in _data()["instance_types"]:
+        out.append(min(row["aliases"], key=lambda a: (len(a), a)) if row["aliases"] else row["name"])
+    return out
+
+
 def regions() -> list[str]:
     """Return the regions flowc knows (a warning, not an error, names any other)."""
     return list(_data()["regions"])

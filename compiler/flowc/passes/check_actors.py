@@ -96,7 +96,8 @@ def _check_placement(spec: ir.Spec, ctx: Context) -> None:
                 ctx.error("FLC304", f"actor '{name}' is placed on '{node.name}' but never declared",
                           at=placement.span,
                           help=guess if guess.startswith("did you mean") else
-                          f"declare it under 'actors:', e.g. '{name}: {{type: producer, outputs: [...]}}'")
+                          f"declare it under 'actors:' with its type and channels, e.g. "
+                          f"'{name}: {{type: transformer, inputs: [...], outputs: [...]}}'")
             elif name in placed:
                 ctx.error("FLC306", f"actor '{name}' is placed twice, on '{placed[name]}' and '{node.name}'",
                           at=placement.span, help="an actor runs exactly once; remove one placement")

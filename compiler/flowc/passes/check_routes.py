@@ -32,8 +32,10 @@ def check_routes(spec: ir.Spec, ctx: Context) -> ir.Spec:
                       at=route.at("source"), help=help_for(route.source_node, nodes))
         elif not index.writers.get((route.source_node, route.channel)):
             producers = sorted({n for (n, c) in index.writers if c == route.channel})
-            hint = (f"'{route.channel}' is produced on " + ", ".join(f"'{n}'" for n in producers)
-                    if producers else help_for(route.channel, {c for (_, c) in index.writers}))
+            guess = help_for(route.channel, {c for (_, c) in index.writers})
+            hint = (f"'{route.channel}' is produced on " + ", ".join(f"'{n}'" for n in producers) if producers
+                    else guess if guess.startswith("did you mean") else
+                    f"place an actor that outputs '{route.channel}' on '{route.source_node}'")
             ctx.error("FLC321", f"route '{route.name}' carries '{route.channel}', which no actor on "
                       f"'{route.source_node}' produces", at=route.at("source"), help=hint)
         for i, target in enumerate(route.targets):

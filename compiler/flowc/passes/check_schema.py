@@ -108,8 +108,14 @@ class _Reporter:
                       self.doc.span(path))
             return
         if error.validator_value and all("required" in s for s in error.validator_value):
-            names = " or ".join(f"'{s['required'][0]}'" for s in error.validator_value)
-            self.emit("FLC204", f"{_quoted(path)} needs exactly one of {names}", self.doc.span(path))
+            keys = [s["required"][0] for s in error.validator_value]
+            given = [k for k in keys if isinstance(error.instance, dict) and k in error.instance]
+            names = " or ".join(f"'{k}'" for k in keys)
+            if len(given) > 1:
+                self.emit("FLC209", f"{_quoted(path)} sets both " + " and ".join(f"'{k}'" for k in given),
+                          self.doc.span(path), f"keep only one of {names}")
+            else:
+                self.emit("FLC204", f"{_quoted(path)} needs {names}", self.doc.span(path), f"add one of {names}")
             return
         self.emit("FLC209", f"{_quoted(path)} is invalid: {error.message}", self.doc.span(path))
 
@@ -143,9 +149,11 @@ class _Reporter:
                           f"add '{key}: ...'")
 
     def on_dependentRequired(self, error: ValidationError, path: Path) -> None:  # noqa: N802
+        reported: set[str] = set()
         for trigger, needed in error.validator_value.items():
             for key in needed:
-                if trigger in error.instance and key not in error.instance:
+                if trigger in error.instance and key not in error.instance and key not in reported:
+                    reported.add(key)
                     self.emit("FLC204", f"missing required key '{key}' (a task document with "
                               f"'{trigger}' also needs '{key}')", self.doc.key_span((*path, trigger)),
                               f"add '{key}: ...', or move the task under 'tasks:'")
@@ -155,6 +163,10 @@ class _Reporter:
 
     def on_property_name(self, error: ValidationError, path: Path) -> None:
         key = str(error.instance)
+        if path and path[-1] == "env":
+            self.emit("FLC208", f"invalid environment variable name {_show(key)}", self.doc.key_span((*path, key)),
+                      "names are letters, digits and '_', not starting with a digit")
+            return
         self._on_bad_text(error, (*path, key), key, key_span=True)
 
     def _on_bad_text(self, error: ValidationError, path: Path, text: Any, key_span: bool = False) -> None:
@@ -231,6 +243,7 @@ def _show(value: Any) -> str:
 def _hint(path: Path) -> str | None:
     field = next((p for p in reversed(path) if isinstance(p, str)), "")
     return {
+        "cpu": "write cpus as a list [0, 1] or a cpuset string such as '0-3,8'",
         "buffer_size": "write bytes as an integer, or a size such as '64MB', '64MiB', '512KiB'",
         "source": "write the route source as 'node.channel'",
         "instance_type": "write a flow short name like '8xh100' or a Mithril name like 'h100-80gb.sxm.8x'",

@@ -51,8 +51,10 @@ def _check_instance(task: ir.Task, ctx: Context) -> None:
     wanted = task.topology.interconnect
     found = catalog.lookup(task.instance_type)
     if found is None:
+        guess = help_for(task.instance_type, catalog.names())
         ctx.error("FLC330", f"unknown instance type '{task.instance_type}'", at=task.at("instance_type"),
-                  help=help_for(task.instance_type, catalog.names()))
+                  help=guess if guess.startswith("did you mean") else
+                  "known types: " + ", ".join(catalog.short_names()) + ", or a Mithril name like 'h100-80gb.sxm.8x'")
         return
     if wanted.intranode == "nvlink" and found.gpu_count > NVLINK_MAX_GPUS:
         ctx.error("FLC331", f"nvlink is limited to {NVLINK_MAX_GPUS} gpus per node, '{task.instance_type}' has "
@@ -60,7 +62,7 @@ def _check_instance(task: ir.Task, ctx: Context) -> None:
                   help=f"use at most {NVLINK_MAX_GPUS} gpus per instance and more instances, or 'intranode: pcie'")
         return
     if not found.known:
-        sizes = sorted(n for n in catalog.names() if (catalog.lookup(n) or found).gpu == found.gpu)
+        sizes = [n for n in catalog.short_names() if (catalog.lookup(n) or found).gpu == found.gpu]
         ctx.error("FLC330", f"no {found.gpu_count}-gpu {found.gpu} instance type in the catalog",
                   at=task.at("instance_type"), help="known " + found.gpu + " types: " + ", ".join(sizes))
         return

@@ -88,7 +88,7 @@ def parse(text: str, ctx: Context) -> Document:
         return Document(ctx.path, None)
     except MarkedYAMLError as exc:
         ctx.error("FLC101", f"yaml: {exc.problem or exc.context}", at=_mark_span(ctx, exc),
-                  help=_syntax_help(str(exc.problem)))
+                  help=_syntax_help(str(exc.problem)) or _context_help(exc))
         return Document(ctx.path, None)
     if root is None:
         ctx.error("FLC103", "the document is empty", at=start,
@@ -104,8 +104,15 @@ def _mark_span(ctx: Context, exc: MarkedYAMLError) -> Span:
     return Span.from_mark(ctx.path, mark.line, mark.column)
 
 
+def _context_help(exc: MarkedYAMLError) -> str | None:
+    if exc.context and exc.context_mark is not None and exc.problem:
+        where = f"line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1}"
+        return f"{exc.context.removeprefix('while ')} that starts at {where}"
+    return None
+
+
 def _syntax_help(problem: str) -> str | None:
-    if "tab" in problem:
+    if "tab" in problem or "'\\t'" in problem:
         return "indent with spaces, not tabs"
     if "mapping values are not allowed" in problem:
         return "check the indentation of this line, or quote a value that contains ': '"
@@ -130,22 +137,13 @@ class _Converter:
         return Document(self.ctx.path, data, self.values, self.keys, frozenset(self.plain))
 
     def convert(self, node: Any, path: Path) -> Any:
+        tag = getattr(getattr(node, "tag", None), "value", None)
+        if isinstance(node, CommentedMap | CommentedSeq) and tag is not None:
+            self.ctx.error("FLC108", f"unsupported yaml tag '{tag}'", at=self.values[path],
+                           help="remove the explicit tag; flowc reads plain yaml scalars, lists and maps")
+            return None
         if isinstance(node, CommentedMap):
-            out: dict[str, Any] = {}
-            for key, value in node.items():
-                kline, kcol = node.lc.key(key)
-                vline, vcol = node.lc.value(key)
-                if key == "<<":
-                    self.ctx.error("FLC105", "yaml merge key '<<' is not supported",
-                                   at=Span.from_mark(self.ctx.path, kline, kcol, 2),
-                                   help="write the merged keys out in full")
-                    continue
-                name = self.key_text(key, path, kline, kcol)
-                child = (*path, name)
-                self.keys[child] = Span.from_mark(self.ctx.path, kline, kcol, len(name))
-                self.values[child] = Span.from_mark(self.ctx.path, vline, vcol, _width(value))
-                out[name] = self.convert(value, child)
-            return out
+            return self.mapping(node, path)
         if isinstance(node, CommentedSeq):
             items = []
             for index, value in enumerate(node):
@@ -155,6 +153,23 @@ class _Converter:
                 items.append(self.convert(value, child))
             return items
         return self.scalar(node, path)
+
+    def mapping(self, node: CommentedMap, path: Path) -> dict[str, Any]:
+        if getattr(node, "merge", None):
+            self.ctx.error("FLC105", "yaml merge key '<<' is not supported", at=self.values[path],
+                           help="write the merged keys out in full")
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key not in node.lc.data:
+                continue  # merged in by '<<', reported above
+            kline, kcol = node.lc.key(key)
+            vline, vcol = node.lc.value(key)
+            name = self.key_text(key, path, kline, kcol)
+            child = (*path, name)
+            self.keys[child] = Span.from_mark(self.ctx.path, kline, kcol, len(name))
+            self.values[child] = Span.from_mark(self.ctx.path, vline, vcol, _width(value))
+            out[name] = self.convert(value, child)
+        return out
 
     def key_text(self, key: Any, path: Path, line: int, col: int) -> str:
         if isinstance(key, str | int) and not isinstance(key, bool):
@@ -179,7 +194,10 @@ class _Converter:
             return float(node)
         if isinstance(node, dt.date):
             return node.isoformat()
-        self.ctx.error("FLC108", f"unsupported yaml value of type '{kind}'", at=self.values[path],
+        if kind == "TaggedScalar" and node.tag.value == "tag:yaml.org,2002:str":
+            return str(node.value)
+        tag = getattr(getattr(node, "tag", None), "value", None) or kind
+        self.ctx.error("FLC108", f"unsupported yaml tag '{tag}'", at=self.values[path],
                        help="remove the explicit tag; flowc reads plain yaml scalars, lists and maps")
         return None
 

@@ -1,0 +1,43 @@
+"""Golden build outputs: every example and every case under tests/golden/ compiles to the files kept
+beside it (``expected/``), plus the exact diagnostics (``expected/diagnostics.txt``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import ROOT, compare_or_update
+
+from flowc.cli import main
+
+GOLDEN = ROOT / "tests" / "golden"
+
+
+def _cases() -> list[tuple[str, Path, Path]]:
+    cases = [(f"example-{p.stem}", p, GOLDEN / f"example-{p.stem}") for p in sorted((ROOT / "examples").glob("*.yaml"))]
+    cases += [(d.name, d / "input.yaml", d) for d in sorted(GOLDEN.iterdir()) if (d / "input.yaml").exists()]
+    return cases
+
+
+@pytest.mark.parametrize(("name", "source", "case"), _cases(), ids=[c[0] for c in _cases()])
+def test_golden_build(name: str, source: Path, case: Path, tmp_path: Path, update_golden: bool,
+                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(source.parent)
+    for var in [v for v in os.environ if v.startswith("TRAIN_")]:
+        monkeypatch.delenv(var)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["build", source.name, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    expected = case / "expected"
+    diagnostics = "".join(line + "\n" for line in result.output.splitlines() if not line.startswith("flowc: "))
+    produced = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    if update_golden and expected.exists():
+        shutil.rmtree(expected)
+    compare_or_update(expected / "diagnostics.txt", diagnostics, update_golden)
+    for rel, data in produced.items():
+        compare_or_update(expected / "files" / rel, data, update_golden)
+    kept = {p.relative_to(expected / "files").as_posix() for p in (expected / "files").rglob("*") if p.is_file()}
+    assert kept == set(produced), "the build wrote a different set of files than the golden case keeps"
