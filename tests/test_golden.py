@@ -1,5 +1,8 @@
-"""Golden build outputs: every example and every case under tests/golden/ compiles to the files kept
-beside it (``expected/``), plus the exact diagnostics (``expected/diagnostics.txt``)."""
+"""Golden build outputs.
+
+Every example and every case under tests/golden/ compiles to the files kept beside it
+(``expected/files``), with the exact diagnostics in ``expected/diagnostics.txt``.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT, compare_or_update
 
+from conftest import ROOT, compare_or_update
 from flowc.cli import main
 
 GOLDEN = ROOT / "tests" / "golden"
@@ -26,7 +29,7 @@ def _cases() -> list[tuple[str, Path, Path]]:
 def test_golden_build(name: str, source: Path, case: Path, tmp_path: Path, update_golden: bool,
                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(source.parent)
-    for var in [v for v in os.environ if v.startswith("TRAIN_")]:
+    for var in [v for v in os.environ if v.startswith(("TRAIN_", "FLOWC_GOLDEN_"))]:
         monkeypatch.delenv(var)
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["build", source.name, "-o", str(out)])

@@ -1,5 +1,8 @@
-"""Invalid inputs: each ``tests/invalid/<case>.yaml`` must make ``flowc check`` exit 1 with exactly the
-diagnostics in ``<case>.expected`` (never a traceback)."""
+"""Invalid inputs and their golden diagnostics.
+
+Each ``tests/invalid/<case>.yaml`` makes ``flowc check`` exit 1 with exactly the lines in
+``<case>.expected``, never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT, compare_or_update
 
+from conftest import ROOT, compare_or_update
 from flowc.cli import main
 
 INVALID = ROOT / "tests" / "invalid"

@@ -56,7 +56,7 @@ class Result:
 
 def compile_source(text: str, path: str, *, environ: Mapping[str, str] | None = None,
                    passes: tuple[Pass, ...] = PASSES) -> Result:
-    """Run ``passes`` over one document.
+    r"""Run ``passes`` over one document.
 
     Args:
         text: The document's text.
@@ -68,7 +68,7 @@ def compile_source(text: str, path: str, *, environ: Mapping[str, str] | None = 
         The result; ``plan`` is ``None`` when an error stopped the compilation.
 
     Example:
-        >>> result = compile_source("name: x\\ninstance_type: 8xh100\\n", "t.yaml")
+        >>> result = compile_source("name: x\ninstance_type: 8xh100\n", "t.yaml")
         >>> result.ok, result.plan.tasks["x"].instance.gpu_count
         (True, 8)
     """

@@ -48,7 +48,7 @@ def _yaml() -> YAML:
 
 
 def parse(text: str, ctx: Context) -> Document:
-    """Parse one YAML document, keeping the position of every key and value.
+    r"""Parse one YAML document, keeping the position of every key and value.
 
     Args:
         text: The file's contents.
@@ -59,7 +59,7 @@ def parse(text: str, ctx: Context) -> Document:
 
     Example:
         >>> ctx = Context("t.yaml")
-        >>> doc = parse("name: x\\nnum_instances: 2\\n", ctx)
+        >>> doc = parse("name: x\nnum_instances: 2\n", ctx)
         >>> doc.data, doc.span(("num_instances",)).line
         ({'name': 'x', 'num_instances': 2}, 2)
     """

@@ -21,7 +21,7 @@ _FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
 
 
 def substitute(doc: Document, ctx: Context) -> Document:
-    """Replace environment references in every string scalar of the document.
+    r"""Replace environment references in every string scalar of the document.
 
     Args:
         doc: The parsed document.
@@ -33,7 +33,7 @@ def substitute(doc: Document, ctx: Context) -> Document:
     Example:
         >>> from flowc.passes.parse import parse
         >>> ctx = Context("t.yaml", environ={"N": "4"})
-        >>> substitute(parse("num_instances: ${N}\\nimage: ${IMG:-ubuntu}\\n", ctx), ctx).data
+        >>> substitute(parse("num_instances: ${N}\nimage: ${IMG:-ubuntu}\n", ctx), ctx).data
         {'num_instances': 4, 'image': 'ubuntu'}
     """
     walker = _Walker(doc, ctx)

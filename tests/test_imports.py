@@ -1,0 +1,43 @@
+"""``flowc check`` and ``flowc --help`` must not pay for libraries they do not use."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+
+PROBE = """
+import json, sys
+from click.testing import CliRunner
+from flowc.cli import main
+result = CliRunner().invoke(main, sys.argv[1:])
+print(json.dumps({"exit": result.exit_code, "modules": sorted(sys.modules)}))
+"""
+
+HEAVY = ("networkx", "jinja2", "kubernetes", "rich", "httpx")
+
+
+def probe(*args: str) -> dict:
+    proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_check_does_not_import_heavy_libraries() -> None:
+    result = probe("check", str(ROOT / "examples" / "multi-node.yaml"))
+    assert result["exit"] == 0
+    loaded = {m.split(".")[0] for m in result["modules"]}
+    assert "jsonschema" in loaded and "flowc" in loaded, "the probe must exercise the real check path"
+    assert not loaded.intersection(HEAVY), loaded.intersection(HEAVY)
+
+
+def test_help_imports_only_click() -> None:
+    result = probe("--help")
+    loaded = {m.split(".")[0] for m in result["modules"]}
+    assert not loaded.intersection({*HEAVY, "jsonschema", "pydantic", "ruamel"})
+
+
+def test_build_uses_networkx() -> None:
+    result = probe("graph", str(ROOT / "examples" / "multi-node.yaml"))
+    assert "networkx" in {m.split(".")[0] for m in result["modules"]}
