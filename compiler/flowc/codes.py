@@ -42,6 +42,7 @@ CODES: dict[str, str] = {
     "FLC312": "invalid buffer size",
     "FLC313": "local channel not used on its node",
     "FLC314": "channel listed twice on an actor",
+    "FLC315": "numa nodes share a cpu",
     # 32x: semantics of routes
     "FLC320": "route names an unknown node",
     "FLC321": "route source channel is not produced on its node",

@@ -2,7 +2,8 @@
 
 Emits FLC301 (input without producer), FLC302 (output without consumer, warning), FLC303 (channel
 type contradicts its endpoints), FLC304–FLC306 (placement of declared actors), FLC307 (cpu booked
-twice), FLC308 (unknown numa node), FLC309 (cpu outside its numa node), FLC310 (role contradicts
+twice), FLC308 (unknown numa node), FLC309 (cpu outside its numa node), FLC315 (numa nodes
+sharing a cpu), FLC310 (role contradicts
 channels), FLC313 (unused local channel, warning) and FLC314 (channel listed twice).
 """
 
@@ -123,6 +124,15 @@ def _numa_help(node: ir.Node) -> str:
 def _check_cpus(node: ir.Node, ctx: Context) -> None:
     owner: dict[int, str] = {}
     domains = {d.id: d for d in node.numa}
+    numa_owner: dict[int, int] = {}
+    for domain in node.numa:
+        shared = sorted(cpu for cpu in domain.cpus or () if cpu in numa_owner)
+        if shared:
+            ctx.error("FLC315", f"cpu {format_cpuset(shared)} of numa node {domain.id} on '{node.name}' is also in "
+                      f"numa node {numa_owner[shared[0]]}", at=domain.span,
+                      help="each cpu belongs to exactly one numa node; see 'lscpu -p=cpu,node' on the machine")
+        for cpu in domain.cpus or ():
+            numa_owner.setdefault(cpu, domain.id)
     cpu_numa = {cpu: d.id for d in node.numa for cpu in (d.cpus or ())}
     for placement in node.placements:
         clash = sorted(cpu for cpu in placement.cpus if cpu in owner)

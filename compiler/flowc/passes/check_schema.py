@@ -47,6 +47,11 @@ def check_schema(doc: Document, ctx: Context) -> Document:
     reporter = _Reporter(doc, ctx)
     for error in _validator().iter_errors(doc.data):
         reporter.report(error)
+    data = doc.data
+    if isinstance(data, dict) and not ctx.has_errors and not any(
+            data.get(key) for key in ("instance_type", "tasks", "actors", "nodes")):
+        ctx.error("FLC210", "the document declares no task and no actor topology", at=doc.span(()),
+                  help="add 'name' and 'instance_type' for a task, or 'actors' and 'nodes' for a data path")
     return doc
 
 
