@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import ROOT
 from flowc import catalog
 from flowc.diagnostics import Context
 from flowc.passes.parse import parse
@@ -143,3 +144,17 @@ def test_topology_shorthand_and_distance() -> None:
     assert plan.tasks["a"].topology.placement == "spread" and plan.tasks["a"].topology.distance is None
     assert plan.tasks["b"].topology.placement == "packed" and plan.tasks["b"].topology.distance == "zone"
     assert plan.tasks["b"].topology.group == "b"
+
+
+@pytest.mark.parametrize("example", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.stem)
+def test_lowered_ir_passes_full_validation(example) -> None:
+    """``lower`` skips pydantic validation for speed; prove the IR it builds is valid anyway."""
+    from flowc.passes.check_schema import check_schema
+    from flowc.passes.lower import lower
+
+    ctx = Context(example.name, environ={})
+    spec = lower(check_schema(substitute(parse(example.read_text(), ctx), ctx), ctx), ctx)
+    assert not ctx.has_errors
+    for model in (spec, *spec.tasks, *spec.actors, *spec.nodes, *spec.routes):
+        rebuilt = type(model).model_validate(model.model_dump(round_trip=True))
+        assert rebuilt == model

@@ -22,7 +22,7 @@ ChannelType = Literal["SPSC", "SPMC", "MPSC", "MPMC"]
 class Located(BaseModel):
     """Base of every IR object: frozen, with the span of its key and of each field."""
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, extra="forbid", defer_build=True)
 
     span: Span
     spans: Mapping[str, Span] = Field(default_factory=dict, repr=False)
@@ -153,7 +153,7 @@ class Route(Located):
 class Spec(BaseModel):
     """The whole document, typed: what to rent (tasks) and the actor topology."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     path: str
     tasks: tuple[Task, ...] = ()
