@@ -92,7 +92,24 @@ def placed_numa(node: ir.Node, placement: ir.ActorPlacement) -> int | None:
     """
     if placement.numa is not None:
         return placement.numa
-    cpu_numa = {cpu: d.id for d in node.numa for cpu in (d.cpus or ())}
-    if placement.cpus and placement.cpus[0] in cpu_numa:
-        return cpu_numa[placement.cpus[0]]
+    if placement.cpus:
+        for domain in node.numa:
+            if domain.cpus and placement.cpus[0] in domain.cpus:
+                return domain.id
     return node.numa[0].id if len(node.numa) == 1 else None
+
+
+def numa_of_cpus(node: ir.Node) -> dict[int, int]:
+    """Map each CPU of a node's ``numa_topology`` map to its NUMA domain (the first one that lists it).
+
+    Args:
+        node: The node.
+
+    Returns:
+        CPU id → domain id; empty when the document lists domain ids only.
+    """
+    out: dict[int, int] = {}
+    for domain in node.numa:
+        for cpu in domain.cpus or ():
+            out.setdefault(cpu, domain.id)
+    return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from flowc import ir
 from flowc.diagnostics import Context
-from flowc.endpoints import Endpoints, endpoints
+from flowc.endpoints import Endpoints, endpoints, numa_of_cpus
 from flowc.suggest import help_for
 from flowc.units import format_cpuset
 
@@ -133,7 +133,7 @@ def _check_cpus(node: ir.Node, ctx: Context) -> None:
                       help="each cpu belongs to exactly one numa node; see 'lscpu -p=cpu,node' on the machine")
         for cpu in domain.cpus or ():
             numa_owner.setdefault(cpu, domain.id)
-    cpu_numa = {cpu: d.id for d in node.numa for cpu in (d.cpus or ())}
+    cpu_numa = numa_of_cpus(node)
     for placement in node.placements:
         clash = sorted(cpu for cpu in placement.cpus if cpu in owner)
         if clash:

@@ -166,6 +166,11 @@ class _Converter:
             vline, vcol = node.lc.value(key)
             name = self.key_text(key, path, kline, kcol)
             child = (*path, name)
+            if name in out:
+                first = self.keys[child]
+                self.ctx.error("FLC104", f"duplicate key '{name}'", at=Span.from_mark(self.ctx.path, kline, kcol),
+                               help=f"the first '{name}' is on line {first.line}; keep one of them")
+                continue
             self.keys[child] = Span.from_mark(self.ctx.path, kline, kcol, len(name))
             self.values[child] = Span.from_mark(self.ctx.path, vline, vcol, _width(value))
             out[name] = self.convert(value, child)

@@ -46,6 +46,9 @@ def resolve_transports(graph: PlacementGraph, ctx: Context) -> Plan:
                               port=ROUTE_PORT_BASE + i)
         for i, route in enumerate(sorted(spec.routes, key=lambda r: r.name))
     }
+    keys_by_node: dict[str, list[tuple[str, str]]] = {}
+    for key in index.channel_keys():
+        keys_by_node.setdefault(key[0], []).append(key)
     nodes = {}
     for node in spec.nodes:
         declared = {c.name: c for c in node.channels}
@@ -56,9 +59,7 @@ def resolve_transports(graph: PlacementGraph, ctx: Context) -> Plan:
                                         numa=graph.numa_of(node.name, p.actor), inputs=actor.inputs,
                                         outputs=actor.outputs, command=actor.command, env=dict(actor.env))
         channels = {}
-        for key in index.channel_keys():
-            if key[0] != node.name:
-                continue
+        for key in keys_by_node.get(node.name, ()):
             channels[key[1]] = _channel(key, declared.get(key[1]), index, actors)
         nodes[node.name] = NodePlan(
             hostname=node.hostname,

@@ -1,0 +1,349 @@
+"""Benchmark: how ``flowc build`` scales with the number of actors.
+
+For each size the script generates a valid topology, writes it as YAML into a temporary directory,
+and times the build two ways: in-process (:func:`flowc.pipeline.compile_file` followed by
+:func:`flowc.emit.emit_all`, the median of ``--runs`` runs after one untimed warm-up) and end to end
+(one ``flowc build FILE -o OUT`` subprocess, start-up and writing included). For each size it prints
+the seconds, the microseconds per actor, and the ratio of the time per actor to that of the smallest
+size: a ratio near 1.0 means the compiler scales linearly.
+
+The generated topologies look like a real data path. Every node has two NUMA domains of 32 CPUs
+(``numa_topology: {0: "0-31", 1: "32-63"}``) and hosts up to 64 actors, each pinned to a CPU of its
+own. Actors form chains ``producer -> transformer -> consumer`` over SPSC channels that are declared
+on every node that uses them. A chain stays inside one NUMA domain, except at the end of a node,
+where the last chain continues on the next node; its channel is then carried by an ``inter_node``
+route over TCP. The documents compile without errors or warnings (the script checks this).
+
+Usage::
+
+    python bench/build_scaling.py [--sizes 100,1000,10000] [--runs N] [--by-pass] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import shutil
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CHAIN = 3
+DOMAINS = 2
+CPUS_PER_DOMAIN = 32
+
+
+@dataclass
+class _Node:
+    """A generated node: its actor placements and the channels used on it."""
+
+    name: str
+    placements: list[tuple[str, int, int]] = field(default_factory=list)
+    channels: dict[str, int] = field(default_factory=dict)
+
+
+def chain_lengths(actors: int) -> list[int]:
+    """Split ``actors`` into chains of three, the last one taking the remainder.
+
+    Args:
+        actors: How many actors in all (at least 2).
+
+    Returns:
+        The length of each chain; they add up to ``actors``.
+
+    Example:
+        >>> chain_lengths(10), chain_lengths(2)
+        ([3, 3, 4], [2])
+    """
+    if actors < 2:
+        raise ValueError("a topology needs at least 2 actors (a producer and a consumer)")
+    lengths = [CHAIN] * max(1, actors // CHAIN)
+    lengths[-1] += actors - sum(lengths)
+    return lengths
+
+
+def generate(actors: int) -> str:
+    """Generate a valid topology document with exactly ``actors`` actors.
+
+    Args:
+        actors: How many actors (at least 2).
+
+    Returns:
+        The document as YAML text (flow style, so that 10,000 actors stay well under flowc's 4 MiB cap).
+
+    Example:
+        >>> text = generate(130)
+        >>> text.count("type: producer"), text.count("type: consumer"), text.count("hostname:")
+        (43, 43, 3)
+        >>> text.count("transport: tcp"), "c00041-1-to-n0002: {source: n0001.c00041-1," in text
+        (2, True)
+    """
+    nodes: list[_Node] = []
+    declared: list[str] = []
+    routes: list[str] = []
+    slot = DOMAINS * CPUS_PER_DOMAIN  # the cursor: next free cpu of the last node (full: start a new node)
+
+    def next_slot(length: int, first: bool) -> tuple[_Node, int, int]:
+        nonlocal slot
+        if slot == DOMAINS * CPUS_PER_DOMAIN:
+            nodes.append(_Node(f"n{len(nodes):04d}"))
+            slot = 0
+        domain, offset = divmod(slot, CPUS_PER_DOMAIN)
+        if first and domain < DOMAINS - 1 and CPUS_PER_DOMAIN - offset < length:
+            # A chain must not straddle two NUMA domains of one node (FLC401): skip to the next domain.
+            slot = (domain + 1) * CPUS_PER_DOMAIN
+            domain, offset = domain + 1, 0
+        slot += 1
+        return nodes[-1], domain, domain * CPUS_PER_DOMAIN + offset
+
+    for chain, length in enumerate(chain_lengths(actors)):
+        previous: tuple[_Node, int] | None = None
+        for step in range(length):
+            node, domain, cpu = next_slot(length, step == 0)
+            name = ("p" if step == 0 else "k" if step == length - 1 else "t") + f"{chain:05d}-{step}"
+            role = "producer" if step == 0 else "consumer" if step == length - 1 else "transformer"
+            ports = []
+            if step > 0:
+                channel = f"c{chain:05d}-{step - 1}"
+                ports.append(f"inputs: [{channel}]")
+                node.channels.setdefault(channel, domain)
+                assert previous is not None
+                if previous[0] is not node:
+                    routes.append(f"  {channel}-to-{node.name}: {{source: {previous[0].name}.{channel}, "
+                                  f"targets: [{node.name}], transport: tcp}}")
+            if step < length - 1:
+                channel = f"c{chain:05d}-{step}"
+                ports.append(f"outputs: [{channel}]")
+                node.channels.setdefault(channel, domain)
+            declared.append(f"  {name}: {{type: {role}, {', '.join(ports)}}}")
+            node.placements.append((name, domain, cpu))
+            previous = (node, domain)
+
+    lines = ["# generated by bench/build_scaling.py", f"# {actors} actors on {len(nodes)} nodes", "actors:"]
+    lines += declared
+    lines.append("nodes:")
+    numa = ", ".join(f'{d}: "{d * CPUS_PER_DOMAIN}-{(d + 1) * CPUS_PER_DOMAIN - 1}"' for d in range(DOMAINS))
+    for node in nodes:
+        lines += [f"  {node.name}:", f"    hostname: {node.name}.bench.example",
+                  f"    numa_topology: {{{numa}}}", "    actors:"]
+        lines += [f"      {name}: {{numa: {domain}, cpu: [{cpu}]}}" for name, domain, cpu in node.placements]
+        lines.append("    local_channels:")
+        lines += [f"      {channel}: {{type: SPSC, buffer_size: 1MiB, numa: {domain}}}"
+                  for channel, domain in node.channels.items()]
+    if routes:
+        lines.append("inter_node:")
+        lines += routes
+    return "\n".join(lines) + "\n"
+
+
+def find_flowc() -> list[str]:
+    """Return the command that runs ``flowc``: this interpreter's script, one on ``PATH``, or ``-m``.
+
+    Returns:
+        The command prefix.
+    """
+    for path in (sysconfig.get_path("scripts"), None):
+        found = shutil.which("flowc", path=path)
+        if found:
+            return [found]
+    return [sys.executable, "-m", "flowc"]
+
+
+def build_in_process(path: Path) -> tuple[float, int]:
+    """Compile one file and emit its artifacts, as ``flowc build`` does before writing.
+
+    Args:
+        path: The topology file.
+
+    Returns:
+        Seconds taken, and the number of bytes emitted.
+
+    Raises:
+        RuntimeError: When the file does not compile cleanly.
+    """
+    from flowc.emit import emit_all
+    from flowc.pipeline import compile_file
+
+    start = time.perf_counter()
+    result = compile_file(path)
+    if result.plan is None:
+        raise RuntimeError(_describe(path, result.diagnostics))
+    artifacts = emit_all(result.plan)
+    elapsed = time.perf_counter() - start
+    if result.diagnostics:
+        raise RuntimeError(_describe(path, result.diagnostics))
+    return elapsed, sum(len(a.content) for a in artifacts)
+
+
+def _describe(path: Path, diagnostics: list) -> str:
+    from flowc.render import RENDERERS
+
+    shown = RENDERERS["text"](diagnostics[:10])
+    return f"{path}: the generated topology has {len(diagnostics)} diagnostic(s); the first:\n{shown}"
+
+
+def build_subprocess(flowc: list[str], path: Path, out: Path) -> float:
+    """Run ``flowc build FILE -o OUT`` once and return its wall time.
+
+    Args:
+        flowc: The command prefix that runs flowc.
+        path: The topology file.
+        out: The output directory (must not exist yet).
+
+    Returns:
+        Seconds from start to exit.
+
+    Raises:
+        RuntimeError: When flowc exits non-zero.
+    """
+    start = time.perf_counter()
+    proc = subprocess.run([*flowc, "build", str(path), "-o", str(out)], capture_output=True, text=True,
+                          check=False)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"flowc build {path} exited {proc.returncode}:\n{proc.stderr}")
+    return elapsed
+
+
+def time_passes(path: Path) -> dict[str, float]:
+    """Time each pass of one in-process build, and the emitters.
+
+    Args:
+        path: The topology file.
+
+    Returns:
+        Pass name → seconds, in pipeline order, ``emit`` last.
+    """
+    from flowc.diagnostics import Context
+    from flowc.emit import emit_all
+    from flowc.pipeline import PASSES
+
+    ctx = Context(str(path), {})
+    value: object = path.read_text(encoding="utf-8")
+    seconds: dict[str, float] = {}
+    for step in PASSES:
+        start = time.perf_counter()
+        value = step(value, ctx)
+        seconds[step.__name__.strip("_")] = time.perf_counter() - start
+    start = time.perf_counter()
+    emit_all(value)
+    seconds["emit"] = time.perf_counter() - start
+    return seconds
+
+
+def profile(path: Path, top: int) -> str:
+    """Profile one in-process build and return the functions with the most cumulative time.
+
+    Args:
+        path: The topology file.
+        top: How many functions to list.
+
+    Returns:
+        The pstats report.
+    """
+    profiler = cProfile.Profile()
+    profiler.enable()
+    build_in_process(path)
+    profiler.disable()
+    stream = io.StringIO()
+    pstats.Stats(profiler, stream=stream).sort_stats("cumulative").print_stats(top)
+    return stream.getvalue()
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse the command line.
+
+    Args:
+        argv: The arguments (``sys.argv[1:]`` when ``None``).
+
+    Returns:
+        The options.
+    """
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="100,1000,10000",
+                        help="comma-separated actor counts (default: 100,1000,10000)")
+    parser.add_argument("--runs", type=int, default=3,
+                        help="in-process runs per size, median taken (default: 3)")
+    parser.add_argument("--no-subprocess", action="store_true", help="skip the end-to-end 'flowc build' runs")
+    parser.add_argument("--by-pass", action="store_true",
+                        help="also print microseconds per actor of each pass, for every size")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print a cProfile report (cumulative) of one build of the largest size")
+    parser.add_argument("--keep", type=Path, help="write the generated files here and keep them")
+    args = parser.parse_args(argv)
+    try:
+        args.sizes = sorted({int(size.replace("_", "")) for size in args.sizes.split(",") if size.strip()})
+    except ValueError:
+        parser.error(f"--sizes must be comma-separated integers, not {args.sizes!r}")
+    if not args.sizes or args.sizes[0] < 2 or args.runs < 1:
+        parser.error("every size must be at least 2, and --runs at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Generate, build and report.
+
+    Args:
+        argv: The arguments (``sys.argv[1:]`` when ``None``).
+
+    Returns:
+        The exit code: 0, or 1 when a generated topology does not build cleanly.
+    """
+    args = parse_args(argv)
+    flowc = find_flowc()
+    with tempfile.TemporaryDirectory(prefix="flowc-scale-") as tmp:
+        where = args.keep or Path(tmp)
+        where.mkdir(parents=True, exist_ok=True)
+        files = {}
+        for size in args.sizes:
+            files[size] = where / f"topology-{size}.yaml"
+            files[size].write_text(generate(size), encoding="utf-8")
+        how = "skipped" if args.no_subprocess else f"1 run of {' '.join(flowc)} build FILE -o OUT"
+        print(f"files in {where}; in-process: median of {args.runs} after 1 warm-up; subprocess: {how}")
+        header = f"{'actors':>8} {'KiB':>7} {'in-process s':>13} {'us/actor':>9} {'ratio':>6}"
+        if not args.no_subprocess:
+            header += f" {'subprocess s':>13} {'us/actor':>9} {'ratio':>6}"
+        print(header)
+        base: tuple[float, float] | None = None
+        for size in args.sizes:
+            path = files[size]
+            try:
+                build_in_process(path)  # warm-up: imports, schema validator, caches
+                seconds = statistics.median(build_in_process(path)[0] for _ in range(args.runs))
+                out = Path(tmp) / f"out-{size}"
+                wall = None if args.no_subprocess else build_subprocess(flowc, path, out)
+            except RuntimeError as exc:
+                print(f"bench: {exc}", file=sys.stderr)
+                return 1
+            per = seconds / size * 1e6
+            per_wall = None if wall is None else wall / size * 1e6
+            if base is None:
+                base = (per, per_wall or 0.0)
+            kib = path.stat().st_size / 1024
+            row = f"{size:>8} {kib:>7.0f} {seconds:>13.3f} {per:>9.1f} {per / base[0]:>6.2f}"
+            if per_wall is not None:
+                row += f" {wall:>13.3f} {per_wall:>9.1f} {per_wall / base[1]:>6.2f}"
+            print(row, flush=True)
+        if args.by_pass:
+            print("\nmicroseconds per actor of each pass (one build per size, after the warm-up):")
+            table = {size: time_passes(files[size]) for size in args.sizes}
+            names = list(table[args.sizes[0]])
+            print(f"{'actors':>8} " + " ".join(f"{name[:12]:>12}" for name in names))
+            for size, seconds in table.items():
+                print(f"{size:>8} " + " ".join(f"{seconds[name] / size * 1e6:>12.1f}" for name in names))
+        if args.profile:
+            print(f"\ncProfile of one in-process build of {args.sizes[-1]} actors (cumulative time):")
+            print(profile(files[args.sizes[-1]], 30))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
