@@ -2,8 +2,9 @@
 
 Objects are built with ``model_construct``: the data already passed the JSON Schema, so the IR's
 types hold by construction and ``flowc check`` does not pay for pydantic's validators (the tests
-re-validate the IR of every example). Normalizes the input language's shorthands: ``topology: spread``, cpuset strings, byte sizes,
-``numa_topology`` as a list or a map, ``command`` as a string or a list. Emits FLC311 (cpu lists the
+re-validate the IR of every example). Normalizes the input language's shorthands:
+``topology: spread``, cpuset strings, byte sizes, ``numa_topology`` as a list or a map, ``command`` as
+a string or a list. Emits FLC311 (cpu lists the
 schema cannot judge, such as reversed ranges) and FLC312 (buffer sizes).
 """
 
@@ -16,8 +17,20 @@ from flowc.diagnostics import Context, Span
 from flowc.document import Document, Path
 from flowc.units import parse_cpuset, parse_size
 
-_TASK_FIELDS = ("instance_type", "num_instances", "command", "image", "env", "region", "max_price_per_hour",
-                "priority", "max_run_time_hours", "ssh_keys", "volumes", "topology")
+_TASK_FIELDS = (
+    "instance_type",
+    "num_instances",
+    "command",
+    "image",
+    "env",
+    "region",
+    "max_price_per_hour",
+    "priority",
+    "max_run_time_hours",
+    "ssh_keys",
+    "volumes",
+    "topology",
+)
 
 
 def lower(doc: Document, ctx: Context) -> ir.Spec:
@@ -65,76 +78,122 @@ class _Lowerer:
         actors = [self.actor(name, body) for name, body in data.get("actors", {}).items()]
         nodes = [self.node(name, body) for name, body in data.get("nodes", {}).items()]
         routes = [self.route(name, body) for name, body in data.get("inter_node", {}).items()]
-        return ir.Spec.model_construct(path=self.doc.path, tasks=tuple(tasks), actors=tuple(actors), nodes=tuple(nodes),
-                       routes=tuple(routes))
+        return ir.Spec.model_construct(
+            path=self.doc.path, tasks=tuple(tasks), actors=tuple(actors), nodes=tuple(nodes), routes=tuple(routes)
+        )
 
     def task(self, name: str, path: Path, body: dict[str, Any], span: Span) -> ir.Task:
         fields = {k: v for k, v in body.items() if k not in ("topology", "volumes", "env", "command", "ssh_keys")}
         return ir.Task.model_construct(
-            name=name, span=span, spans=self.spans(path, body), **fields,
-            command=_command(body.get("command")), env=_env(body.get("env")),
+            name=name,
+            span=span,
+            spans=self.spans(path, body),
+            **fields,
+            command=_command(body.get("command")),
+            env=_env(body.get("env")),
             ssh_keys=tuple(body.get("ssh_keys", ())),
-            volumes=tuple(ir.Volume.model_construct(span=self.doc.span((*path, "volumes", i)), spans=self.spans(
-                (*path, "volumes", i), v), **v) for i, v in enumerate(body.get("volumes", ()))),
+            volumes=tuple(
+                ir.Volume.model_construct(
+                    span=self.doc.span((*path, "volumes", i)), spans=self.spans((*path, "volumes", i), v), **v
+                )
+                for i, v in enumerate(body.get("volumes", ()))
+            ),
             topology=self.topology((*path, "topology"), body.get("topology")),
         )
 
     def topology(self, path: Path, value: str | dict[str, Any] | None) -> ir.Topology:
         span = self.doc.span(path)
         if value is None or isinstance(value, str):
-            return ir.Topology.model_construct(span=span, placement=value or "packed",
-                               interconnect=ir.Interconnect.model_construct(span=span), constraints=ir.Constraints.model_construct(span=span))
+            return ir.Topology.model_construct(
+                span=span,
+                placement=value or "packed",
+                interconnect=ir.Interconnect.model_construct(span=span),
+                constraints=ir.Constraints.model_construct(span=span),
+            )
         inter = value.get("interconnect", {})
         cons = value.get("constraints", {})
         constraints = ir.Constraints.model_construct(
-            span=self.doc.span((*path, "constraints")), spans=self.spans((*path, "constraints"), cons),
-            **{**cons, "anti_affinity_groups": tuple(cons.get("anti_affinity_groups", ()))})
+            span=self.doc.span((*path, "constraints")),
+            spans=self.spans((*path, "constraints"), cons),
+            **{**cons, "anti_affinity_groups": tuple(cons.get("anti_affinity_groups", ()))},
+        )
         return ir.Topology.model_construct(
-            span=span, spans=self.spans(path, value), placement=value.get("placement", "packed"),
-            interconnect=ir.Interconnect.model_construct(span=self.doc.span((*path, "interconnect")),
-                                         spans=self.spans((*path, "interconnect"), inter), **inter),
-            constraints=constraints)
+            span=span,
+            spans=self.spans(path, value),
+            placement=value.get("placement", "packed"),
+            interconnect=ir.Interconnect.model_construct(
+                span=self.doc.span((*path, "interconnect")), spans=self.spans((*path, "interconnect"), inter), **inter
+            ),
+            constraints=constraints,
+        )
 
     def actor(self, name: str, body: dict[str, Any]) -> ir.Actor:
         path = ("actors", name)
-        return ir.Actor.model_construct(name=name, span=self.doc.key_span(path), spans=self.spans(path, body), role=body["type"],
-                        inputs=tuple(body.get("inputs", ())), outputs=tuple(body.get("outputs", ())),
-                        command=_command(body.get("command")), env=_env(body.get("env")))
+        return ir.Actor.model_construct(
+            name=name,
+            span=self.doc.key_span(path),
+            spans=self.spans(path, body),
+            role=body["type"],
+            inputs=tuple(body.get("inputs", ())),
+            outputs=tuple(body.get("outputs", ())),
+            command=_command(body.get("command")),
+            env=_env(body.get("env")),
+        )
 
     def node(self, name: str, body: dict[str, Any]) -> ir.Node:
         path = ("nodes", name)
         return ir.Node.model_construct(
-            name=name, span=self.doc.key_span(path), spans=self.spans(path, body), hostname=body["hostname"],
+            name=name,
+            span=self.doc.key_span(path),
+            spans=self.spans(path, body),
+            hostname=body["hostname"],
             numa=self.numa((*path, "numa_topology"), body.get("numa_topology")),
             numa_declared="numa_topology" in body,
-            placements=tuple(self.placement((*path, "actors", actor), actor, value)
-                             for actor, value in body.get("actors", {}).items()),
-            channels=tuple(self.channel((*path, "local_channels", channel), channel, value)
-                           for channel, value in body.get("local_channels", {}).items()),
+            placements=tuple(
+                self.placement((*path, "actors", actor), actor, value)
+                for actor, value in body.get("actors", {}).items()
+            ),
+            channels=tuple(
+                self.channel((*path, "local_channels", channel), channel, value)
+                for channel, value in body.get("local_channels", {}).items()
+            ),
         )
 
     def numa(self, path: Path, value: list[int] | dict[str, Any] | None) -> tuple[ir.NumaDomain, ...]:
         if value is None:
             return (ir.NumaDomain.model_construct(span=self.doc.span(path), id=0),)
         if isinstance(value, list):
-            return tuple(ir.NumaDomain.model_construct(span=self.doc.span((*path, i)), id=numa) for i, numa in enumerate(value))
+            return tuple(
+                ir.NumaDomain.model_construct(span=self.doc.span((*path, i)), id=numa) for i, numa in enumerate(value)
+            )
         domains = []
         for key, cpus in value.items():
             parsed = self.cpus((*path, key), cpus)
-            domains.append(ir.NumaDomain.model_construct(span=self.doc.key_span((*path, key)), id=int(key), cpus=parsed))
+            domains.append(
+                ir.NumaDomain.model_construct(span=self.doc.key_span((*path, key)), id=int(key), cpus=parsed)
+            )
         return tuple(sorted(domains, key=lambda d: d.id))
 
     def cpus(self, path: Path, value: str | list[int]) -> tuple[int, ...]:
         try:
             return parse_cpuset(value)
         except ValueError as exc:
-            self.ctx.error("FLC311", f"invalid cpu list {value!r}: {exc}", at=self.doc.span(path),
-                           help="write cpus as a list [0, 1] or a cpuset string '0-3,8' with ranges low-high")
+            self.ctx.error(
+                "FLC311",
+                f"invalid cpu list {value!r}: {exc}",
+                at=self.doc.span(path),
+                help="write cpus as a list [0, 1] or a cpuset string '0-3,8' with ranges low-high",
+            )
             return ()
 
     def placement(self, path: Path, actor: str, value: dict[str, Any]) -> ir.ActorPlacement:
-        return ir.ActorPlacement.model_construct(span=self.doc.key_span(path), spans=self.spans(path, value), actor=actor,
-                                 numa=value.get("numa"), cpus=self.cpus((*path, "cpu"), value["cpu"]))
+        return ir.ActorPlacement.model_construct(
+            span=self.doc.key_span(path),
+            spans=self.spans(path, value),
+            actor=actor,
+            numa=value.get("numa"),
+            cpus=self.cpus((*path, "cpu"), value["cpu"]),
+        )
 
     def channel(self, path: Path, name: str, value: dict[str, Any]) -> ir.LocalChannel:
         size = None
@@ -142,19 +201,29 @@ class _Lowerer:
             try:
                 size = parse_size(value["buffer_size"])
             except ValueError as exc:
-                self.ctx.error("FLC312", f"invalid buffer_size {value['buffer_size']!r}: {exc}",
-                               at=self.doc.span((*path, "buffer_size")),
-                               help="write bytes as an integer, or a size such as '64MB' or '512KiB'")
+                self.ctx.error(
+                    "FLC312",
+                    f"invalid buffer_size {value['buffer_size']!r}: {exc}",
+                    at=self.doc.span((*path, "buffer_size")),
+                    help="write bytes as an integer, or a size such as '64MB' or '512KiB'",
+                )
         fields = {k: v for k, v in value.items() if k != "buffer_size"}
-        return ir.LocalChannel.model_construct(span=self.doc.key_span(path), spans=self.spans(path, value), name=name,
-                               buffer_size=size, **fields)
+        return ir.LocalChannel.model_construct(
+            span=self.doc.key_span(path), spans=self.spans(path, value), name=name, buffer_size=size, **fields
+        )
 
     def route(self, name: str, body: dict[str, Any]) -> ir.Route:
         path = ("inter_node", name)
         node, _, channel = body["source"].partition(".")
-        return ir.Route.model_construct(name=name, span=self.doc.key_span(path), spans=self.spans(path, body), source_node=node,
-                        channel=channel, targets=tuple(body["targets"]),
-                        **{k: v for k, v in body.items() if k in ("transport", "compression")})
+        return ir.Route.model_construct(
+            name=name,
+            span=self.doc.key_span(path),
+            spans=self.spans(path, body),
+            source_node=node,
+            channel=channel,
+            targets=tuple(body["targets"]),
+            **{k: v for k, v in body.items() if k in ("transport", "compression")},
+        )
 
 
 def _command(value: str | list[str] | None) -> str | tuple[str, ...] | None:
