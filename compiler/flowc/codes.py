@@ -14,6 +14,7 @@ CODES: dict[str, str] = {
     "FLC106": "more than one yaml document",
     "FLC107": "cannot read input file",
     "FLC108": "unsupported yaml tag",
+    "FLC109": "text that is not valid unicode",
     "FLC110": "undefined environment variable",
     "FLC111": "malformed variable reference",
     # 2xx: schema

@@ -2,7 +2,7 @@
 
 Emits FLC101 (syntax), FLC102 (size cap), FLC103 (empty), FLC104 (duplicate key),
 FLC105 (aliases and merge keys, refused so that no small file can expand into a huge one),
-FLC106 (several documents) and FLC108 (explicit tags).
+FLC106 (several documents), FLC108 (explicit tags) and FLC109 (unpaired surrogates).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from ruamel.yaml.composer import Composer, ComposerError
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.events import AliasEvent
+from ruamel.yaml.reader import ReaderError
 
 from flowc.diagnostics import Context, Span
 from flowc.document import Document, Path
@@ -85,6 +86,13 @@ def parse(text: str, ctx: Context) -> Document:
                       help="put each topology in its own file")
         else:
             ctx.error("FLC101", f"yaml: {exc.problem}", at=_mark_span(ctx, exc))
+        return Document(ctx.path, None)
+    except ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "\0")
+        ctx.error("FLC101", f"yaml: control character U+{code:04X} is not allowed", at=Span(ctx.path, line, col),
+                  help="remove it, or write it as an escape inside a double-quoted string")
         return Document(ctx.path, None)
     except MarkedYAMLError as exc:
         ctx.error("FLC101", f"yaml: {exc.problem or exc.context}", at=_mark_span(ctx, exc),
@@ -176,9 +184,17 @@ class _Converter:
             out[name] = self.convert(value, child)
         return out
 
+    def text(self, value: str, span: Span) -> str:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            self.ctx.error("FLC109", "the text holds an unpaired surrogate escape (such as '\\ud800')", at=span,
+                           help="write the character itself, or a '\\U' escape of a real code point")
+        return value
+
     def key_text(self, key: Any, path: Path, line: int, col: int) -> str:
         if isinstance(key, str | int) and not isinstance(key, bool):
-            return str(key)
+            return self.text(str(key), Span.from_mark(self.ctx.path, line, col))
         self.ctx.error("FLC209", f"mapping key {key!r} must be a name or a number",
                        at=Span.from_mark(self.ctx.path, line, col))
         return str(key)
@@ -192,7 +208,7 @@ class _Converter:
         if isinstance(node, str):
             if kind not in _QUOTED:
                 self.plain.add(path)
-            return str(node)
+            return self.text(str(node), self.values[path])
         if isinstance(node, int):
             return int(node)
         if isinstance(node, float):
