@@ -33,12 +33,12 @@ class Endpoints:
     routes_out: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
     def producer_count(self, key: tuple[str, str]) -> int:
-        """Writers of a channel on a node, counting an incoming route as one writer."""
-        return len(self.writers.get(key, ())) + (1 if self.routes_in.get(key) else 0)
+        """Writers of a channel on a node; each incoming route's receiver is one more writer."""
+        return len(self.writers.get(key, ())) + len(self.routes_in.get(key, ()))
 
     def consumer_count(self, key: tuple[str, str]) -> int:
-        """Readers of a channel on a node, counting an outgoing route as one reader."""
-        return len(self.readers.get(key, ())) + (1 if self.routes_out.get(key) else 0)
+        """Readers of a channel on a node; each outgoing route's sender is one more reader."""
+        return len(self.readers.get(key, ())) + len(self.routes_out.get(key, ()))
 
     def channel_keys(self) -> list[tuple[str, str]]:
         """Every ``(node, channel)`` pair with at least one endpoint, sorted."""

@@ -28,7 +28,7 @@ def parse_cpuset(value: str | list[int]) -> tuple[int, ...]:
         (1, 2)
     """
     if isinstance(value, list):
-        ids = list(value)
+        ids = [int(cpu) for cpu in value]
     else:
         ids = []
         for part in value.split(","):
@@ -86,8 +86,8 @@ def parse_size(value: int | str) -> int:
         >>> parse_size("64MB"), parse_size("64MiB"), parse_size(4096)
         (67108864, 67108864, 4096)
     """
-    if isinstance(value, int):
-        size = value
+    if isinstance(value, int | float):
+        size = int(value)
     else:
         match = _SIZE.match(value)
         if match is None:

@@ -8,6 +8,7 @@ FLC205 (range), FLC206 (identifier), FLC207 (hostname), FLC208 (format) and FLC2
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -47,12 +48,25 @@ def check_schema(doc: Document, ctx: Context) -> Document:
     reporter = _Reporter(doc, ctx)
     for error in _validator().iter_errors(doc.data):
         reporter.report(error)
+    for path in _non_finite(doc.data, ()):
+        ctx.error("FLC205", f"{_quoted(path)} is not a finite number", at=doc.span(path),
+                  help="write a plain number; .nan and .inf are not allowed")
     data = doc.data
     if isinstance(data, dict) and not ctx.has_errors and not any(
             data.get(key) for key in ("instance_type", "tasks", "actors", "nodes")):
         ctx.error("FLC210", "the document declares no task and no actor topology", at=doc.span(()),
                   help="add 'name' and 'instance_type' for a task, or 'actors' and 'nodes' for a data path")
     return doc
+
+
+def _non_finite(value: Any, path: Path) -> list[Path]:
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [path]
+    if isinstance(value, dict):
+        return [p for key, item in value.items() for p in _non_finite(item, (*path, key))]
+    if isinstance(value, list):
+        return [p for index, item in enumerate(value) for p in _non_finite(item, (*path, index))]
+    return []
 
 
 def _name(path: Path) -> str:

@@ -84,6 +84,8 @@ class _Lowerer:
 
     def task(self, name: str, path: Path, body: dict[str, Any], span: Span) -> ir.Task:
         fields = {k: v for k, v in body.items() if k not in ("topology", "volumes", "env", "command", "ssh_keys")}
+        if "num_instances" in fields:
+            fields["num_instances"] = int(fields["num_instances"])
         return ir.Task.model_construct(
             name=name,
             span=span,
@@ -94,7 +96,7 @@ class _Lowerer:
             ssh_keys=tuple(body.get("ssh_keys", ())),
             volumes=tuple(
                 ir.Volume.model_construct(
-                    span=self.doc.span((*path, "volumes", i)), spans=self.spans((*path, "volumes", i), v), **v
+                    span=self.doc.span((*path, "volumes", i)), spans=self.spans((*path, "volumes", i), v), **_whole(v)
                 )
                 for i, v in enumerate(body.get("volumes", ()))
             ),
@@ -164,7 +166,8 @@ class _Lowerer:
             return (ir.NumaDomain.model_construct(span=self.doc.span(path), id=0),)
         if isinstance(value, list):
             return tuple(
-                ir.NumaDomain.model_construct(span=self.doc.span((*path, i)), id=numa) for i, numa in enumerate(value)
+                ir.NumaDomain.model_construct(span=self.doc.span((*path, i)), id=int(numa))
+                for i, numa in enumerate(value)
             )
         domains = []
         for key, cpus in value.items():
@@ -191,7 +194,7 @@ class _Lowerer:
             span=self.doc.key_span(path),
             spans=self.spans(path, value),
             actor=actor,
-            numa=value.get("numa"),
+            numa=_whole(value).get("numa"),
             cpus=self.cpus((*path, "cpu"), value["cpu"]),
         )
 
@@ -207,7 +210,7 @@ class _Lowerer:
                     at=self.doc.span((*path, "buffer_size")),
                     help="write bytes as an integer, or a size such as '64MB' or '512KiB'",
                 )
-        fields = {k: v for k, v in value.items() if k != "buffer_size"}
+        fields = {k: v for k, v in _whole(value).items() if k != "buffer_size"}
         return ir.LocalChannel.model_construct(
             span=self.doc.key_span(path), spans=self.spans(path, value), name=name, buffer_size=size, **fields
         )
@@ -224,6 +227,11 @@ class _Lowerer:
             targets=tuple(body["targets"]),
             **{k: v for k, v in body.items() if k in ("transport", "compression")},
         )
+
+
+def _whole(fields: dict[str, Any]) -> dict[str, Any]:
+    """Turn integral floats into ints: JSON Schema counts ``1.0`` as an integer, the IR wants ``1``."""
+    return {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in fields.items()}
 
 
 def _command(value: str | list[str] | None) -> str | tuple[str, ...] | None:

@@ -87,6 +87,15 @@ def parse(text: str, ctx: Context) -> Document:
         else:
             ctx.error("FLC101", f"yaml: {exc.problem}", at=_mark_span(ctx, exc))
         return Document(ctx.path, None)
+    except RecursionError:
+        ctx.error("FLC101", "yaml: the document is nested too deeply", at=start,
+                  help="flatten the structure; topologies need only a few levels")
+        return Document(ctx.path, None)
+    except TypeError as exc:
+        # ruamel.yaml raises TypeError for a list or map used inside a complex mapping key.
+        ctx.error("FLC101", f"yaml: unsupported mapping key ({exc})", at=start,
+                  help="mapping keys are names or numbers")
+        return Document(ctx.path, None)
     except ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
         col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
@@ -102,7 +111,12 @@ def parse(text: str, ctx: Context) -> Document:
         ctx.error("FLC103", "the document is empty", at=start,
                   help="a topology needs at least 'name' and 'instance_type', or 'actors' and 'nodes'")
         return Document(ctx.path, None)
-    return _Converter(ctx).document(root)
+    try:
+        return _Converter(ctx).document(root)
+    except RecursionError:
+        ctx.error("FLC101", "yaml: the document is nested too deeply", at=start,
+                  help="flatten the structure; topologies need only a few levels")
+        return Document(ctx.path, None)
 
 
 def _mark_span(ctx: Context, exc: MarkedYAMLError) -> Span:
@@ -139,7 +153,8 @@ class _Converter:
         self.plain: set[Path] = set()
 
     def document(self, root: Any) -> Document:
-        line, col = (root.lc.line, root.lc.col) if hasattr(root, "lc") else (0, 0)
+        lc = getattr(root, "lc", None)
+        line, col = (lc.line or 0, lc.col or 0) if lc is not None else (0, 0)
         self.values[()] = Span.from_mark(self.ctx.path, line, col)
         data = self.convert(root, ())
         return Document(self.ctx.path, data, self.values, self.keys, frozenset(self.plain))
@@ -187,7 +202,13 @@ class _Converter:
     def text(self, value: str, span: Span) -> str:
         try:
             value.encode("utf-8")
+            return value
         except UnicodeEncodeError:
+            pass
+        try:
+            # A pair of \u escapes (as JSON writes characters outside the BMP) is one character.
+            value = value.encode("utf-16", "surrogatepass").decode("utf-16")
+        except UnicodeDecodeError:
             self.ctx.error("FLC109", "the text holds an unpaired surrogate escape (such as '\\ud800')", at=span,
                            help="write the character itself, or a '\\U' escape of a real code point")
         return value
