@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -315,8 +316,8 @@ def actor_topologies(draw: st.DrawFn, expected: Expected) -> dict[str, Any]:
                 route_specs.append((source, channel, group))
     routes: dict[str, Any] = {}
     route_names = draw(st.lists(identifiers, min_size=len(route_specs), max_size=len(route_specs), unique=True))
-    routes_in: set[tuple[str, str]] = set()
-    routes_out: set[tuple[str, str]] = set()
+    routes_in: Counter[tuple[str, str]] = Counter()
+    routes_out: Counter[tuple[str, str]] = Counter()
     for name, (source, channel, targets) in zip(route_names, route_specs, strict=True):
         route: dict[str, Any] = {"source": f"{source}.{channel}", "targets": targets}
         if draw(st.booleans()):
@@ -324,7 +325,7 @@ def actor_topologies(draw: st.DrawFn, expected: Expected) -> dict[str, Any]:
         if draw(st.booleans()):
             route["compression"] = draw(st.sampled_from(["none", "lz4", "zstd"]))
         routes[name] = route
-        routes_out.add((source, channel))
+        routes_out[(source, channel)] += 1
         routes_in.update((target, channel) for target in targets)
         expected.crossings.update((source, channel, t) for t in targets if readers.get((t, channel)))
 
@@ -336,8 +337,9 @@ def actor_topologies(draw: st.DrawFn, expected: Expected) -> dict[str, Any]:
         for (where, channel) in used:
             if where != node:
                 continue
-            producers = writers.get((node, channel), 0) + ((node, channel) in routes_in)
-            consumers = readers.get((node, channel), 0) + ((node, channel) in routes_out)
+            # Each route's receiver writes and each route's sender reads, one endpoint per route.
+            producers = writers.get((node, channel), 0) + routes_in[(node, channel)]
+            consumers = readers.get((node, channel), 0) + routes_out[(node, channel)]
             inferred = ("S" if producers <= 1 else "M") + "P" + ("S" if consumers <= 1 else "M") + "C"
             size = None
             if draw(st.booleans()):
