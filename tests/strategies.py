@@ -49,7 +49,12 @@ def words(first: str, rest: str, max_rest: int, last: str | None = None, min_res
     return st.tuples(*parts).map("".join)
 
 
-identifiers = words(_LOWER, _LOWER + _DIGITS + "_-", 12)
+def _k8s(name: str) -> str:
+    """Kubernetes spells '_' as '-': names that differ only there collide (FLC503)."""
+    return name.replace("_", "-")
+
+
+identifiers = words(_LOWER, _LOWER + _DIGITS + "_-", 12).filter(lambda name: name[-1].isalnum())
 #: Free text: anything but '$' (which would start a ``${VAR}`` reference) and lone surrogates. Characters
 #: outside the BMP are included on purpose: ``json.dumps`` writes them as escaped surrogate pairs.
 free_text = st.text(st.characters(codec="utf-8", exclude_characters="$"), max_size=20)
@@ -221,7 +226,7 @@ def buffer_sizes(draw: st.DrawFn) -> tuple[int | str, int]:
 @st.composite
 def actor_topologies(draw: st.DrawFn, expected: Expected) -> dict[str, Any]:
     """Actors, nodes and routes that are consistent with one another; fills ``expected``."""
-    node_names = draw(st.lists(identifiers, min_size=1, max_size=3, unique=True))
+    node_names = draw(st.lists(identifiers, min_size=1, max_size=3, unique_by=_k8s))
     channel_names = draw(st.lists(identifiers, min_size=1, max_size=4, unique=True))
     actor_names = draw(st.lists(identifiers, min_size=1, max_size=6, unique=True))
 
@@ -383,7 +388,7 @@ def valid_documents(draw: st.DrawFn) -> tuple[dict[str, Any], Expected]:
     expected = Expected()
     document: dict[str, Any] = {}
     parts = draw(st.sets(st.sampled_from(["task", "tasks", "actors"]), min_size=1))
-    names = draw(st.lists(identifiers, min_size=4, max_size=4, unique=True))
+    names = draw(st.lists(identifiers, min_size=4, max_size=4, unique_by=_k8s))
     if "task" in parts:
         document["name"] = names[0]
         document.update(draw(task_bodies()))

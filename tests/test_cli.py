@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import ROOT
 from flowc.cli import main
+
+from conftest import ROOT
 
 EXAMPLES = ROOT / "examples"
 INVALID = ROOT / "tests" / "invalid"
@@ -109,8 +110,10 @@ def test_build_writes_plan_and_manifest(tmp_path: Path) -> None:
         ("polygon_collector", "risk_monitor", "market_data_feed"),
     }
     manifest = json.loads((out / "flowc" / "manifest.json").read_text())
-    assert set(manifest["files"]) == {"flowc/plan.json"}
-    assert [p.name for p in out.iterdir()] == ["flowc"]
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert set(manifest["files"]) == on_disk - {"flowc/manifest.json"}
+    assert {p.name for p in out.iterdir() if p.is_dir()} == {"flowc"}
+    assert all(p.suffix == ".yaml" for p in out.iterdir() if p.is_file()), "the top level is kubernetes objects"
 
 
 def test_failed_build_leaves_previous_output(tmp_path: Path) -> None:

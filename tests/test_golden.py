@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import ROOT, compare_or_update
 from flowc.cli import main
+
+from conftest import ROOT, compare_or_update
 
 GOLDEN = ROOT / "tests" / "golden"
 

@@ -19,10 +19,12 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
 from flowc.codes import CODES
+from flowc.diagnostics import Context
 from flowc.emit import emit_all
 from flowc.passes.resolve_transports import DEFAULT_BUFFER_SIZE
 from flowc.pipeline import compile_source
 from flowc.render import render_text
+
 from strategies import (
     EXAMPLE_TEXTS,
     EXAMPLES_DIR,
@@ -68,7 +70,7 @@ def _errors(result) -> list:
 
 
 def _artifacts(plan) -> list[tuple[str, bytes, bool]]:
-    return [(a.path, a.content, a.executable) for a in emit_all(plan)]
+    return [(a.path, a.content, a.executable) for a in emit_all(plan, Context(NAME))]
 
 
 def _expand(cpuset: str) -> tuple[int, ...]:
@@ -204,7 +206,7 @@ def _check_result(text: str, result) -> None:
     else:
         assert not _errors(result), result.diagnostics
         _check_plan_consistent(result.plan)
-        emit_all(result.plan)
+        emit_all(result.plan, Context(NAME))
 
 
 @MUTATIONS

@@ -28,6 +28,7 @@ class InstanceType:
         internode: Node-to-node fabric (``infiniband``, ``ethernet``) or ``None`` when unknown.
         internode_gbps: Total internode bandwidth in Gb/s, or ``None`` when unknown.
         known: False for a size the grammar names but the catalog does not list (``16xa100``).
+        gpu_product: The GPU's product name as node labels spell it (``NVIDIA-H100-80GB-HBM3``).
     """
 
     name: str
@@ -38,6 +39,7 @@ class InstanceType:
     internode: str | None
     internode_gbps: float | None
     known: bool = True
+    gpu_product: str | None = None
 
 
 @functools.cache
@@ -49,8 +51,9 @@ def _data() -> dict:
 def _index() -> dict[str, InstanceType]:
     index: dict[str, InstanceType] = {}
     for row in _data()["instance_types"]:
+        product = _data()["gpu_products"].get(row["gpu"])
         item = InstanceType(row["name"], row["gpu"], row["gpu_count"], row["gpu_memory_gb"], row["intranode"],
-                            row["internode"], row["internode_gbps"])
+                            row["internode"], row["internode_gbps"], gpu_product=product)
         for name in (row["name"], *row["aliases"]):
             index[name] = item
     return index

@@ -108,21 +108,22 @@ def check(files: tuple[str, ...], fmt: str, strict: bool) -> int:
               help="Output directory (Kubernetes objects at the top, other targets in subfolders).")
 @click.option("--check", "check_only", is_flag=True,
               help="Write nothing; exit 1 and list the files that differ when OUTPUT is out of date.")
+@click.option("-n", "--namespace", help="Kubernetes namespace of every object (overrides the document's).")
 @_FORMAT
 @_STRICT
 @_guard
-def build(file: str, out: Path, check_only: bool, fmt: str, strict: bool) -> int:
+def build(file: str, out: Path, check_only: bool, namespace: str | None, fmt: str, strict: bool) -> int:
     """Compile FILE and write everything that runs it into OUTPUT, atomically."""
-    from flowc.emit import emit_all
     from flowc.output import OutputError, drift, write_output
-    from flowc.pipeline import compile_file
+    from flowc.pipeline import BUILD_PASSES, compile_file
 
-    result = compile_file(file)
+    options = {"namespace": namespace} if namespace else {}
+    result = compile_file(file, passes=BUILD_PASSES, options=options)
     _emit_diagnostics(result.diagnostics, fmt, err=True)
-    if result.plan is None or _failed(result.diagnostics, strict):
+    if result.artifacts is None or _failed(result.diagnostics, strict):
         click.echo(f"flowc: {_summary(result.diagnostics, 1)}; nothing written", err=True)
         return EXIT_ERRORS
-    artifacts = emit_all(result.plan)
+    artifacts = result.artifacts
     if check_only:
         stale = drift(artifacts, out)
         for path in stale:

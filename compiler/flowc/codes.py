@@ -69,4 +69,7 @@ CODES: dict[str, str] = {
     # 5xx: targets (emitters)
     "FLC501": "output directory not created by flowc",
     "FLC502": "cannot write output",
+    "FLC503": "two objects get the same kubernetes name",
+    "FLC504": "kubernetes cannot pin cpu ids",
+    "FLC505": "name not valid in kubernetes",
 }

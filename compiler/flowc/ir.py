@@ -7,7 +7,7 @@ place a problem comes from. Nothing here knows about any deployment target.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -151,7 +151,11 @@ class Route(Located):
 
 
 class Spec(BaseModel):
-    """The whole document, typed: what to rent (tasks) and the actor topology."""
+    """The whole document, typed: what to rent (tasks) and the actor topology.
+
+    ``targets`` carries each output target's own settings section (validated by the schema) through
+    to its emitter untouched, so that no target's vocabulary enters the IR.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
@@ -160,3 +164,4 @@ class Spec(BaseModel):
     actors: tuple[Actor, ...] = ()
     nodes: tuple[Node, ...] = ()
     routes: tuple[Route, ...] = ()
+    targets: Mapping[str, Mapping[str, Any]] = Field(default_factory=dict)

@@ -34,19 +34,31 @@ def _resolve_transports(graph: Any, ctx: Context) -> Any:
     return resolve_transports(graph, ctx)
 
 
+def _emit(plan: Any, ctx: Context) -> Any:
+    from flowc.emit import emit_all
+
+    return emit_all(plan, ctx)
+
+
 Pass = Callable[[Any, Context], Any]
 
 #: Checks end at ``check_transports``; the last two passes need networkx and are loaded on demand.
 CHECK_PASSES: tuple[Pass, ...] = (parse, substitute, check_schema, lower, check_semantics, check_transports)
 PASSES: tuple[Pass, ...] = (*CHECK_PASSES, _place, _resolve_transports)
+#: A build runs the emitters last; their diagnostics (FLC5xx) stop it like any other stage's.
+BUILD_PASSES: tuple[Pass, ...] = (*PASSES, _emit)
 
 
 @dataclass(frozen=True)
 class Result:
-    """What a compilation produced: the plan (``None`` for a check) and every diagnostic."""
+    """What a compilation produced and every diagnostic.
+
+    ``plan`` is set when the passes reached the plan; ``artifacts`` when they also ran the emitters.
+    """
 
     plan: Any
     diagnostics: list[Diagnostic]
+    artifacts: Any = None
 
     @property
     def ok(self) -> bool:
@@ -55,14 +67,16 @@ class Result:
 
 
 def compile_source(text: str, path: str, *, environ: Mapping[str, str] | None = None,
-                   passes: tuple[Pass, ...] = PASSES) -> Result:
+                   passes: tuple[Pass, ...] = PASSES, options: Mapping[str, Any] | None = None) -> Result:
     r"""Run ``passes`` over one document.
 
     Args:
         text: The document's text.
         path: Its name in diagnostics.
         environ: Variables for ``${VAR}`` substitution (defaults to the process environment).
-        passes: Which passes to run; :data:`CHECK_PASSES` stops before planning.
+        passes: Which passes to run; :data:`CHECK_PASSES` stops before planning, :data:`BUILD_PASSES`
+            runs the emitters too.
+        options: Settings for the emitters (``namespace``).
 
     Returns:
         The result; ``plan`` is ``None`` when an error stopped the compilation.
@@ -72,25 +86,32 @@ def compile_source(text: str, path: str, *, environ: Mapping[str, str] | None = 
         >>> result.ok, result.plan.tasks["x"].instance.gpu_count
         (True, 8)
     """
-    ctx = Context(path, dict(os.environ if environ is None else environ))
+    ctx = Context(path, dict(os.environ if environ is None else environ), options=dict(options or {}))
     value: Any = text
+    plan: Any = None
     try:
         for step in passes:
             value = step(value, ctx)
+            if step is parse or step is substitute:
+                ctx.document = value
+            if step is _resolve_transports:
+                plan = value
             ctx.stop_if_errors()
     except CompileError as exc:
         return Result(None, exc.diagnostics)
-    return Result(value if passes is PASSES else None, sorted(ctx.diagnostics, key=lambda d: d.sort_key))
+    diagnostics = sorted(ctx.diagnostics, key=lambda d: d.sort_key)
+    return Result(plan, diagnostics, value if passes[-1] is _emit else None)
 
 
 def compile_file(path: str | Path, *, environ: Mapping[str, str] | None = None,
-                 passes: tuple[Pass, ...] = PASSES) -> Result:
+                 passes: tuple[Pass, ...] = PASSES, options: Mapping[str, Any] | None = None) -> Result:
     """Read and compile one file; unreadable files become an FLC107 diagnostic.
 
     Args:
         path: The file.
         environ: Variables for substitution.
         passes: Which passes to run.
+        options: Settings for the emitters.
 
     Returns:
         The result.
@@ -104,4 +125,4 @@ def compile_file(path: str | Path, *, environ: Mapping[str, str] | None = None,
         ctx.error("FLC107", f"cannot read the file: {reason.lower()}", at=Span(name, 1, 1),
                   help="flowc reads utf-8 yaml files")
         return Result(None, ctx.diagnostics)
-    return compile_source(text, name, environ=environ, passes=passes)
+    return compile_source(text, name, environ=environ, passes=passes, options=options)

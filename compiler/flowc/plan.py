@@ -7,7 +7,7 @@ particular target spells it.
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -28,6 +28,7 @@ class InstancePlan(_Frozen):
     intranode: str | None
     internode: str | None
     internode_gbps: float | None
+    gpu_product: str | None
 
 
 class VolumePlan(_Frozen):
@@ -144,6 +145,23 @@ class Plan(_Frozen):
     nodes: dict[str, NodePlan]
     routes: dict[str, RoutePlan]
     links: tuple[LinkPlan, ...]
+    targets: dict[str, dict[str, Any]] = {}
+    peers: dict[str, str] = {}
+
+    def slice(self, node: str, peers: dict[str, str]) -> Plan:
+        """Return the part of the plan one node's launcher needs, with the addresses of its peers.
+
+        Args:
+            node: The node.
+            peers: Address of each node that receives a route from ``node`` (``node -> host``).
+
+        Returns:
+            A plan holding that node, the routes and links that touch it, and ``peers``; no tasks.
+        """
+        routes = {name: r for name, r in self.routes.items() if node == r.source_node or node in r.targets}
+        links = tuple(link for link in self.links if node in (link.producer_node, link.consumer_node))
+        return self.model_copy(update={"tasks": {}, "nodes": {node: self.nodes[node]}, "routes": routes,
+                                       "links": links, "targets": {}, "peers": dict(sorted(peers.items()))})
 
     def to_json(self) -> str:
         """Serialize deterministically: sorted keys, two-space indent, trailing newline.

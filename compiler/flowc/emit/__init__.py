@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from flowc.diagnostics import Context
 from flowc.plan import Plan
 
 
@@ -28,24 +29,31 @@ class Artifact:
     executable: bool = False
 
 
-Emitter = Callable[[Plan], list[Artifact]]
+Emitter = Callable[[Plan, Context], list[Artifact]]
 
 
-def _plan(plan: Plan) -> list[Artifact]:
+def _plan(plan: Plan, ctx: Context) -> list[Artifact]:
     from flowc.emit.plan_json import emit_plan
 
-    return emit_plan(plan)
+    return emit_plan(plan, ctx)
+
+
+def _kubernetes(plan: Plan, ctx: Context) -> list[Artifact]:
+    from flowc.emit.kubernetes import emit_kubernetes
+
+    return emit_kubernetes(plan, ctx)
 
 
 #: Target name → emitter, in the order they run.
-EMITTERS: dict[str, Emitter] = {"plan": _plan}
+EMITTERS: dict[str, Emitter] = {"plan": _plan, "kubernetes": _kubernetes}
 
 
-def emit_all(plan: Plan, targets: tuple[str, ...] | None = None) -> list[Artifact]:
+def emit_all(plan: Plan, ctx: Context, targets: tuple[str, ...] | None = None) -> list[Artifact]:
     """Run the emitters and return their artifacts sorted by path.
 
     Args:
         plan: The resolved plan.
+        ctx: The context; emitters report target limitations (FLC5xx) through it.
         targets: Which emitters to run (all when ``None``).
 
     Returns:
@@ -58,7 +66,7 @@ def emit_all(plan: Plan, targets: tuple[str, ...] | None = None) -> list[Artifac
     for name, emitter in EMITTERS.items():
         if targets is not None and name not in targets:
             continue
-        for artifact in emitter(plan):
+        for artifact in emitter(plan, ctx):
             if artifact.path in artifacts:
                 raise ValueError(f"two emitters write '{artifact.path}'")
             artifacts[artifact.path] = artifact

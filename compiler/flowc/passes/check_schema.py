@@ -193,7 +193,8 @@ class _Reporter:
         defs = resources.schema()["$defs"]
         if error.schema.get("pattern") == defs["identifier"]["pattern"]:
             self.emit("FLC206", f"invalid name {_show(text)}", span,
-                      "names are lowercase letters, digits, '_' and '-', starting with a letter")
+                      "names are lowercase letters, digits, '_' and '-', starting with a letter and ending "
+                      "with a letter or digit")
         elif error.schema.get("pattern") == defs["hostname"]["pattern"]:
             self.emit("FLC207", f"invalid hostname {_show(text)}", span,
                       "a hostname is dot-separated labels of letters, digits and '-' (RFC 1123)")

@@ -17,6 +17,8 @@ from flowc.diagnostics import Context, Span
 from flowc.document import Document, Path
 from flowc.units import parse_cpuset, parse_size
 
+#: Top-level sections that configure an output target; passed to its emitter as they are.
+TARGET_SECTIONS = ("kubernetes",)
 _TASK_FIELDS = (
     "instance_type",
     "num_instances",
@@ -78,7 +80,9 @@ class _Lowerer:
         actors = [self.actor(name, body) for name, body in data.get("actors", {}).items()]
         nodes = [self.node(name, body) for name, body in data.get("nodes", {}).items()]
         routes = [self.route(name, body) for name, body in data.get("inter_node", {}).items()]
+        targets = {name: data[name] for name in TARGET_SECTIONS if name in data}
         return ir.Spec.model_construct(
+            targets=targets,
             path=self.doc.path, tasks=tuple(tasks), actors=tuple(actors), nodes=tuple(nodes), routes=tuple(routes)
         )
 

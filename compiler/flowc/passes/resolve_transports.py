@@ -66,7 +66,8 @@ def resolve_transports(graph: PlacementGraph, ctx: Context) -> Plan:
             numa_topology={str(d.id): d.cpus for d in node.numa},
             actors=actors, channels=channels)
     return Plan(source=_basename(spec.path), tasks={t.name: plan_task(t) for t in spec.tasks}, nodes=nodes,
-                routes=routes, links=tuple(links))
+                routes=routes, links=tuple(links),
+                targets={name: dict(section) for name, section in spec.targets.items()})
 
 
 def _channel(key, declared, index, actors: dict[str, ActorPlan]) -> ChannelPlan:

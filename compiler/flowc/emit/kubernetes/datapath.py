@@ -1,0 +1,127 @@
+"""Actor nodes as Kubernetes objects: a plan ConfigMap, a pinned Deployment and a routes Service.
+
+Per node: a ConfigMap with its plan slice, a one-replica Deployment pinned to the node's hostname
+that runs ``flowc launch``, and, for a node that receives routes, a Service with one port per route.
+
+The pod is Guaranteed QoS with an integer CPU count equal to the CPUs its actors ask for, so the
+kubelet's static CPU manager gives it exclusive cores; Kubernetes cannot name CPU ids, so the
+launcher maps the plan's ids onto the cores it receives. ``/dev/shm`` is a memory-backed emptyDir
+sized to the node's channel buffers plus ``SHM_HEADROOM_MIB``; channels that ask for huge pages are
+served from ``hugepages-2Mi`` instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flowc.emit.kubernetes.settings import (
+    ACTOR_MEMORY_MIB,
+    HUGE_PAGE,
+    PLAN_MOUNT,
+    SHM_HEADROOM_MIB,
+    Settings,
+    mebibytes,
+)
+from flowc.plan import NodePlan, Plan
+
+MIB = 1024 * 1024
+
+
+def shm_bytes(node: NodePlan) -> int:
+    """Bytes of ``/dev/shm`` a node needs: its ordinary channel buffers plus the headroom."""
+    return sum(c.buffer_size for c in node.channels.values() if not c.huge_pages) + SHM_HEADROOM_MIB * MIB
+
+
+def huge_page_bytes(node: NodePlan) -> int:
+    """Bytes of 2 MiB huge pages a node needs: each huge-page channel rounded up to whole pages."""
+    return sum(-(-c.buffer_size // HUGE_PAGE) * HUGE_PAGE for c in node.channels.values() if c.huge_pages)
+
+
+def route_ports(plan: Plan, node: str) -> list[tuple[str, int]]:
+    """``(route, port)`` of every route that delivers into ``node``, by port."""
+    return sorted(((name, r.port) for name, r in plan.routes.items() if node in r.targets), key=lambda x: x[1])
+
+
+def node_objects(plan: Plan, node: str, name: str, settings: Settings, peers: dict[str, str]) -> list[dict[str, Any]]:
+    """Build the ConfigMap, Deployment and (when it receives routes) Service of one node.
+
+    Args:
+        plan: The whole plan.
+        node: The node's flowc name.
+        name: The node's Kubernetes name.
+        settings: The output settings.
+        peers: Address of the route Service of every receiving node.
+
+    Returns:
+        The objects.
+    """
+    info = plan.nodes[node]
+    labels = settings.labels(name, "datapath")
+    selector = {"app.kubernetes.io/instance": name, "app.kubernetes.io/component": "datapath"}
+    targets = {t for r in plan.routes.values() if r.source_node == node for t in r.targets}
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": settings.metadata(f"{name}-plan", labels),
+        "data": {"plan.json": plan.slice(node, {t: peers[t] for t in targets}).to_json()},
+    }
+    cpus = sum(len(actor.cpus) for actor in info.actors.values())
+    shm = shm_bytes(info)
+    memory = mebibytes(shm + ACTOR_MEMORY_MIB * MIB * max(1, len(info.actors)))
+    resources = {"cpu": str(max(1, cpus)), "memory": memory}
+    mounts = [{"name": "plan", "mountPath": PLAN_MOUNT, "readOnly": True}, {"name": "dshm", "mountPath": "/dev/shm"}]
+    volumes: list[dict[str, Any]] = [
+        {"name": "plan", "configMap": {"name": f"{name}-plan"}},
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": mebibytes(shm)}},
+    ]
+    huge = huge_page_bytes(info)
+    if huge:
+        resources["hugepages-2Mi"] = mebibytes(huge)
+        mounts.append({"name": "hugepages", "mountPath": "/dev/hugepages"})
+        volumes.append({"name": "hugepages", "emptyDir": {"medium": "HugePages-2Mi"}})
+    ports = route_ports(plan, node)
+    container: dict[str, Any] = {
+        "name": "launcher",
+        "image": settings.image,
+        "command": ["flowc", "launch", f"{PLAN_MOUNT}/plan.json", "--node", node],
+        "env": [{"name": "FLOWC_NODE", "value": node}],
+        "resources": {"limits": resources, "requests": dict(resources)},
+        "volumeMounts": mounts,
+    }
+    if ports:
+        container["ports"] = [{"name": f"r{port}", "containerPort": port, "protocol": "TCP"} for _, port in ports]
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": settings.metadata(name, labels),
+        "spec": {
+            "replicas": 1,
+            # Never two launchers on one node's shared memory: stop the old pod before starting the new.
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": {**labels, "flowc.dev/node": name}},
+                "spec": {
+                    "nodeSelector": {settings.topology_keys["host"]: info.hostname},
+                    "containers": [container],
+                    "volumes": volumes,
+                    "terminationGracePeriodSeconds": 30,
+                },
+            },
+        },
+    }
+    objects = [config, deployment]
+    if ports:
+        objects.append({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": settings.metadata(route_service(name), labels),
+            "spec": {"selector": selector, "ports": [
+                {"name": f"r{port}", "port": port, "targetPort": port, "protocol": "TCP"} for _, port in ports]},
+        })
+    return objects
+
+
+def route_service(name: str) -> str:
+    """Name of the Service through which a node receives its routes."""
+    return f"{name}-routes"

@@ -1,0 +1,128 @@
+"""Settings of the Kubernetes output, and the naming and labelling rules every object follows.
+
+Documented defaults, the document's ``kubernetes:`` section and the command line are merged in that
+order.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowc import __version__
+
+#: Node label keys for each topology level (override with ``kubernetes.topology_keys``).
+DEFAULT_TOPOLOGY_KEYS = {
+    "host": "kubernetes.io/hostname",
+    "rack": "topology.flowc.dev/rack",
+    "zone": "topology.kubernetes.io/zone",
+    "region": "topology.kubernetes.io/region",
+}
+DEFAULT_LAUNCHER_IMAGE = f"ghcr.io/flowc/flowc:{__version__}"
+#: The Flow SDK's default task image.
+DEFAULT_TASK_IMAGE = "nvidia/cuda:12.1.0-runtime-ubuntu22.04"
+DEFAULT_GPU_LABEL = "nvidia.com/gpu.product"
+DEFAULT_RDMA_RESOURCE = "rdma/ib"
+GPU_RESOURCE = "nvidia.com/gpu"
+#: Port of rank 0's rendezvous (torchrun's MASTER_PORT).
+DIST_PORT = 29500
+#: Memory each actor process may use beside its channels, and extra room in /dev/shm.
+ACTOR_MEMORY_MIB = 256
+SHM_HEADROOM_MIB = 64
+HUGE_PAGE = 2 * 1024 * 1024
+PLAN_MOUNT = "/etc/flowc"
+MANAGED_BY = "flowc"
+GROUP_LABEL = "flowc.dev/group"
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the Kubernetes emitter may be told."""
+
+    namespace: str | None = None
+    image: str = DEFAULT_LAUNCHER_IMAGE
+    task_image: str = DEFAULT_TASK_IMAGE
+    topology_keys: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TOPOLOGY_KEYS))
+    gpu_label: str = DEFAULT_GPU_LABEL
+    rdma_resource: str = DEFAULT_RDMA_RESOURCE
+    kueue_queue: str | None = None
+    part_of: str = "flowc"
+
+    @classmethod
+    def load(cls, section: dict[str, Any], options: dict[str, Any], source: str) -> Settings:
+        """Merge defaults, the document's ``kubernetes:`` section and command-line options.
+
+        Args:
+            section: The document's section (already schema-valid).
+            options: Command-line options (``namespace``).
+            source: The plan's source file name (names the application in labels).
+
+        Returns:
+            The settings.
+        """
+        stem = source.rsplit(".", 1)[0].lower().replace("_", "-")
+        part_of = re.sub(r"[^a-z0-9.-]", "-", stem).strip("-.")[:63].strip("-.") or "flowc"
+        return cls(
+            namespace=options.get("namespace") or section.get("namespace"),
+            image=section.get("image", DEFAULT_LAUNCHER_IMAGE),
+            task_image=section.get("task_image", DEFAULT_TASK_IMAGE),
+            topology_keys={**DEFAULT_TOPOLOGY_KEYS, **section.get("topology_keys", {})},
+            gpu_label=section.get("gpu_label", DEFAULT_GPU_LABEL),
+            rdma_resource=section.get("rdma_resource", DEFAULT_RDMA_RESOURCE),
+            kueue_queue=section.get("kueue", {}).get("queue"),
+            part_of=part_of,
+        )
+
+    def metadata(self, name: str, labels: dict[str, str]) -> dict[str, Any]:
+        """Object metadata: name, namespace when set, labels."""
+        meta: dict[str, Any] = {"name": name, "labels": labels}
+        if self.namespace:
+            meta["namespace"] = self.namespace
+        return meta
+
+    def labels(self, instance: str, component: str) -> dict[str, str]:
+        """The standard ``app.kubernetes.io`` labels of one task's or one node's objects."""
+        return {
+            "app.kubernetes.io/name": instance,
+            "app.kubernetes.io/instance": instance,
+            "app.kubernetes.io/component": component,
+            "app.kubernetes.io/part-of": self.part_of,
+            "app.kubernetes.io/managed-by": MANAGED_BY,
+        }
+
+    def service_host(self, service: str) -> str:
+        """The DNS name other pods use for a Service (short when no namespace is set)."""
+        return f"{service}.{self.namespace}.svc" if self.namespace else service
+
+
+def k8s_name(identifier: str) -> str:
+    """Turn a flowc identifier into a DNS-1123 name (``_`` becomes ``-``).
+
+    Example:
+        >>> k8s_name("data_node")
+        'data-node'
+    """
+    return identifier.replace("_", "-")
+
+
+def valid_dns_label(name: str) -> bool:
+    """Whether ``name`` is a DNS-1123 label (what Services, Jobs and label values need).
+
+    Example:
+        >>> valid_dns_label("data-node"), valid_dns_label("node-"), valid_dns_label("a" * 64)
+        (True, False, False)
+    """
+    return bool(_DNS_LABEL.match(name))
+
+
+def mebibytes(size: int) -> str:
+    """A memory quantity in whole MiB, rounded up.
+
+    Example:
+        >>> mebibytes(64 * 1024 * 1024 + 1)
+        '65Mi'
+    """
+    return f"{-(-size // (1024 * 1024))}Mi"
