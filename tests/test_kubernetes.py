@@ -188,3 +188,12 @@ def test_every_top_level_file_is_one_kubernetes_object(tmp_path: Path) -> None:
     for name in files:
         obj = yaml.safe_load((out / name).read_text())
         assert name == f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
+
+
+def test_namespace_option_is_validated(tmp_path: Path) -> None:
+    source = str(ROOT / "examples" / "llm-training.yaml")
+    bad = CliRunner().invoke(main, ["build", source, "-o", str(tmp_path / "o"), "--namespace", "Bad_NS"])
+    assert bad.exit_code == 2 and "DNS-1123" in bad.output
+    good = CliRunner().invoke(main, ["build", source, "-o", str(tmp_path / "o"), "-n", "ml-team"])
+    assert good.exit_code == 0
+    assert "namespace: ml-team" in (tmp_path / "o" / "job-llm-training.yaml").read_text()

@@ -79,6 +79,14 @@ def _summary(diagnostics: list, files: int) -> str:
            f"{files} file{'s' * (files != 1)}"
 
 
+def _namespace(value: str | None) -> str | None:
+    import re
+
+    if value is not None and not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", value):
+        raise click.BadParameter(f"'{value}' is not a DNS-1123 label (lowercase letters, digits and '-')")
+    return value
+
+
 _FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text",
                        show_default=True, help="How to print diagnostics.")
 _STRICT = click.option("--strict", is_flag=True, help="Treat warnings as errors.")
@@ -108,7 +116,8 @@ def check(files: tuple[str, ...], fmt: str, strict: bool) -> int:
               help="Output directory (Kubernetes objects at the top, other targets in subfolders).")
 @click.option("--check", "check_only", is_flag=True,
               help="Write nothing; exit 1 and list the files that differ when OUTPUT is out of date.")
-@click.option("-n", "--namespace", help="Kubernetes namespace of every object (overrides the document's).")
+@click.option("-n", "--namespace", callback=lambda _ctx, _param, value: _namespace(value),
+              help="Kubernetes namespace of every object (overrides the document's).")
 @_FORMAT
 @_STRICT
 @_guard

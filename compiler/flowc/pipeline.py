@@ -16,6 +16,7 @@ from typing import Any
 from flowc.diagnostics import CompileError, Context, Diagnostic, Span
 from flowc.passes.check_schema import check_schema
 from flowc.passes.check_semantics import check_semantics
+from flowc.passes.check_targets import check_targets
 from flowc.passes.check_transports import check_transports
 from flowc.passes.lower import lower
 from flowc.passes.parse import parse
@@ -42,8 +43,10 @@ def _emit(plan: Any, ctx: Context) -> Any:
 
 Pass = Callable[[Any, Context], Any]
 
-#: Checks end at ``check_transports``; the last two passes need networkx and are loaded on demand.
-CHECK_PASSES: tuple[Pass, ...] = (parse, substitute, check_schema, lower, check_semantics, check_transports)
+#: Checks end at ``check_targets``; the last two passes need networkx and are loaded on demand.
+CHECK_PASSES: tuple[Pass, ...] = (
+    parse, substitute, check_schema, lower, check_semantics, check_transports, check_targets,
+)
 PASSES: tuple[Pass, ...] = (*CHECK_PASSES, _place, _resolve_transports)
 #: A build runs the emitters last; their diagnostics (FLC5xx) stop it like any other stage's.
 BUILD_PASSES: tuple[Pass, ...] = (*PASSES, _emit)

@@ -1,6 +1,7 @@
 """The emitter registry: each target turns a plan into artifacts (relative path → content).
 
-Adding a target means one module here and one entry in :data:`EMITTERS`. Paths at the top level of
+Adding a target means one module here and one entry in :data:`EMITTERS` (and in
+:data:`TARGET_CHECKS` when it can refuse something ``flowc check`` should report). Paths at the top level of
 the output directory are reserved for Kubernetes objects, so ``kubectl apply -f out/`` works; every
 other target writes under its own subfolder.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from flowc.diagnostics import Context
 from flowc.plan import Plan
@@ -44,8 +46,16 @@ def _kubernetes(plan: Plan, ctx: Context) -> list[Artifact]:
     return emit_kubernetes(plan, ctx)
 
 
+def _check_kubernetes(spec: Any, ctx: Context) -> None:
+    from flowc.emit.kubernetes.names import check_kubernetes_names
+
+    check_kubernetes_names(spec, ctx)
+
+
 #: Target name → emitter, in the order they run.
 EMITTERS: dict[str, Emitter] = {"plan": _plan, "kubernetes": _kubernetes}
+#: Target name → check of the IR that ``flowc check`` runs (what the target would refuse).
+TARGET_CHECKS: dict[str, Callable[[Any, Context], None]] = {"kubernetes": _check_kubernetes}
 
 
 def emit_all(plan: Plan, ctx: Context, targets: tuple[str, ...] | None = None) -> list[Artifact]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flowc.emit.kubernetes.names import PLAN_SUFFIX, ROUTES_SUFFIX
 from flowc.emit.kubernetes.settings import (
     ACTOR_MEMORY_MIB,
     HUGE_PAGE,
@@ -62,7 +63,7 @@ def node_objects(plan: Plan, node: str, name: str, settings: Settings, peers: di
     config = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": settings.metadata(f"{name}-plan", labels),
+        "metadata": settings.metadata(name + PLAN_SUFFIX, labels),
         "data": {"plan.json": plan.slice(node, {t: peers[t] for t in targets}).to_json()},
     }
     cpus = sum(len(actor.cpus) for actor in info.actors.values())
@@ -71,7 +72,7 @@ def node_objects(plan: Plan, node: str, name: str, settings: Settings, peers: di
     resources = {"cpu": str(max(1, cpus)), "memory": memory}
     mounts = [{"name": "plan", "mountPath": PLAN_MOUNT, "readOnly": True}, {"name": "dshm", "mountPath": "/dev/shm"}]
     volumes: list[dict[str, Any]] = [
-        {"name": "plan", "configMap": {"name": f"{name}-plan"}},
+        {"name": "plan", "configMap": {"name": name + PLAN_SUFFIX}},
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": mebibytes(shm)}},
     ]
     huge = huge_page_bytes(info)
@@ -124,4 +125,4 @@ def node_objects(plan: Plan, node: str, name: str, settings: Settings, peers: di
 
 def route_service(name: str) -> str:
     """Name of the Service through which a node receives its routes."""
-    return f"{name}-routes"
+    return name + ROUTES_SUFFIX

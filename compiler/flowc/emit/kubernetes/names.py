@@ -1,0 +1,57 @@
+"""Names the Kubernetes output will use, checked before anything is built (part of ``flowc check``).
+
+A task becomes a Job and a Service named after it; a node becomes a Deployment, a ``-plan``
+ConfigMap and a ``-routes`` Service. Emits FLC505 (a name or hostname Kubernetes refuses) and FLC503
+(two flowc names that become one Kubernetes name, reported at the second).
+"""
+
+from __future__ import annotations
+
+from flowc import ir
+from flowc.diagnostics import Context, Span
+from flowc.emit.kubernetes.settings import k8s_name, valid_dns_label
+
+ROUTES_SUFFIX = "-routes"
+PLAN_SUFFIX = "-plan"
+
+
+def object_names(kind: str, name: str) -> list[tuple[str, str]]:
+    """The ``(kind, name)`` of every object a task or node called ``name`` becomes.
+
+    Example:
+        >>> object_names("node", "edge")
+        [('Deployment', 'edge'), ('ConfigMap', 'edge-plan'), ('Service', 'edge-routes')]
+    """
+    if kind == "task":
+        return [("Job", name), ("Service", name)]
+    return [("Deployment", name), ("ConfigMap", name + PLAN_SUFFIX), ("Service", name + ROUTES_SUFFIX)]
+
+
+def check_kubernetes_names(spec: ir.Spec, ctx: Context) -> None:
+    """Report every task or node whose Kubernetes names are invalid or taken.
+
+    Args:
+        spec: The IR.
+        ctx: The context that collects diagnostics.
+    """
+    taken: dict[tuple[str, str], str] = {}
+    sources: list[tuple[str, str, Span]] = [("task", t.name, t.span) for t in spec.tasks]
+    sources += [("node", n.name, n.span) for n in spec.nodes]
+    for node in spec.nodes:
+        if len(node.hostname) > 63:
+            ctx.error("FLC505", f"hostname '{node.hostname}' of '{node.name}' is longer than a kubernetes label value "
+                      "(63)", at=node.at("hostname"), help="use the node's short name, as its kubernetes.io/hostname "
+                      "label has it")
+    for kind, identifier, span in sources:
+        name = k8s_name(identifier)
+        room = 0 if kind == "task" else len(ROUTES_SUFFIX)
+        if not valid_dns_label(name) or len(name) + room > 63:
+            ctx.error("FLC505", f"{kind} '{identifier}' cannot be a kubernetes name ('{name}')", at=span,
+                      help=f"use at most {63 - room} characters, ending in a letter or digit")
+            continue
+        clash = next((key for key in object_names(kind, name) if key in taken), None)
+        if clash is not None:
+            ctx.error("FLC503", f"{kind} '{identifier}' becomes {clash[0]} '{clash[1]}', like {taken[clash]}",
+                      at=span, help="names that differ only in '_' versus '-' collide in kubernetes; rename one")
+            continue
+        taken.update(dict.fromkeys(object_names(kind, name), f"{kind} '{identifier}'"))
