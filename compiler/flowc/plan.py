@@ -148,20 +148,31 @@ class Plan(_Frozen):
     targets: dict[str, dict[str, Any]] = {}
     peers: dict[str, str] = {}
 
-    def slice(self, node: str, peers: dict[str, str]) -> Plan:
-        """Return the part of the plan one node's launcher needs, with the addresses of its peers.
+    def slices(self, address: dict[str, str]) -> dict[str, Plan]:
+        """Return, per node, the part of the plan its launcher needs, with the addresses of its peers.
 
         Args:
-            node: The node.
-            peers: Address of each node that receives a route from ``node`` (``node -> host``).
+            address: How other nodes reach each node that receives routes (``node -> host``).
 
         Returns:
-            A plan holding that node, the routes and links that touch it, and ``peers``; no tasks.
+            Node → a plan holding that node, the routes and links that touch it, and ``peers`` (the
+            address of every node its routes deliver to); no tasks.
         """
-        routes = {name: r for name, r in self.routes.items() if node == r.source_node or node in r.targets}
-        links = tuple(link for link in self.links if node in (link.producer_node, link.consumer_node))
-        return self.model_copy(update={"tasks": {}, "nodes": {node: self.nodes[node]}, "routes": routes,
-                                       "links": links, "targets": {}, "peers": dict(sorted(peers.items()))})
+        routes: dict[str, dict[str, RoutePlan]] = {node: {} for node in self.nodes}
+        for name, route in self.routes.items():
+            for node in {route.source_node, *route.targets}:
+                routes[node][name] = route
+        links: dict[str, list[LinkPlan]] = {node: [] for node in self.nodes}
+        for link in self.links:
+            for node in dict.fromkeys((link.producer_node, link.consumer_node)):
+                links[node].append(link)
+        out = {}
+        for node, info in self.nodes.items():
+            peers = {t: address[t] for r in routes[node].values() if r.source_node == node for t in r.targets}
+            out[node] = self.model_copy(update={"tasks": {}, "nodes": {node: info}, "routes": routes[node],
+                                                "links": tuple(links[node]), "targets": {},
+                                                "peers": dict(sorted(peers.items()))})
+        return out
 
     def to_json(self) -> str:
         """Serialize deterministically: sorted keys, two-space indent, trailing newline.

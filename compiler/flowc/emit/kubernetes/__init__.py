@@ -42,9 +42,9 @@ def emit_kubernetes(plan: Plan, ctx: Context) -> list[Artifact]:
 
     for task_name, task in plan.tasks.items():
         add(task_objects(task, k8s_name(task_name), settings))
-    peers = {node: settings.service_host(route_service(k8s_name(node))) for node in plan.nodes}
+    slices = plan.slices({node: settings.service_host(route_service(k8s_name(node))) for node in plan.nodes})
     for node_name, node in plan.nodes.items():
-        add(node_objects(plan, node_name, k8s_name(node_name), settings, peers))
+        add(node_objects(slices[node_name], node_name, k8s_name(node_name), settings))
         if node.actors:
             cpus = sorted({cpu for actor in node.actors.values() for cpu in actor.cpus})
             ctx.warn("FLC504", f"kubernetes cannot pin cpu ids: '{node_name}' gets {len(cpus)} exclusive cpus from "

@@ -43,28 +43,26 @@ def route_ports(plan: Plan, node: str) -> list[tuple[str, int]]:
     return sorted(((name, r.port) for name, r in plan.routes.items() if node in r.targets), key=lambda x: x[1])
 
 
-def node_objects(plan: Plan, node: str, name: str, settings: Settings, peers: dict[str, str]) -> list[dict[str, Any]]:
+def node_objects(part: Plan, node: str, name: str, settings: Settings) -> list[dict[str, Any]]:
     """Build the ConfigMap, Deployment and (when it receives routes) Service of one node.
 
     Args:
-        plan: The whole plan.
+        part: The node's slice of the plan (what its launcher reads, see :meth:`Plan.slices`).
         node: The node's flowc name.
         name: The node's Kubernetes name.
         settings: The output settings.
-        peers: Address of the route Service of every receiving node.
 
     Returns:
         The objects.
     """
-    info = plan.nodes[node]
+    info = part.nodes[node]
     labels = settings.labels(name, "datapath")
     selector = {"app.kubernetes.io/instance": name, "app.kubernetes.io/component": "datapath"}
-    targets = {t for r in plan.routes.values() if r.source_node == node for t in r.targets}
     config = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": settings.metadata(name + PLAN_SUFFIX, labels),
-        "data": {"plan.json": plan.slice(node, {t: peers[t] for t in targets}).to_json()},
+        "data": {"plan.json": part.to_json()},
     }
     cpus = sum(len(actor.cpus) for actor in info.actors.values())
     shm = shm_bytes(info)
@@ -80,7 +78,7 @@ def node_objects(plan: Plan, node: str, name: str, settings: Settings, peers: di
         resources["hugepages-2Mi"] = mebibytes(huge)
         mounts.append({"name": "hugepages", "mountPath": "/dev/hugepages"})
         volumes.append({"name": "hugepages", "emptyDir": {"medium": "HugePages-2Mi"}})
-    ports = route_ports(plan, node)
+    ports = route_ports(part, node)
     container: dict[str, Any] = {
         "name": "launcher",
         "image": settings.image,
