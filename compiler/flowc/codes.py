@@ -44,6 +44,7 @@ CODES: dict[str, str] = {
     "FLC313": "local channel not used on its node",
     "FLC314": "channel listed twice on an actor",
     "FLC315": "numa nodes share a cpu",
+    "FLC316": "actor has both 'run' and 'command'",
     # 32x: semantics of routes
     "FLC320": "route names an unknown node",
     "FLC321": "route source channel is not produced on its node",

@@ -100,6 +100,8 @@ class Actor(Located):
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
     command: str | tuple[str, ...] | None = None
+    run: str | None = None
+    params: Mapping[str, Any] = Field(default_factory=dict)
     env: tuple[tuple[str, str], ...] = ()
 
 
@@ -119,6 +121,8 @@ class LocalChannel(Located):
     buffer_size: int | None = None
     numa: int | None = None
     huge_pages: bool = False
+    policy: Literal["backpressure", "drop_oldest"] = "backpressure"
+    spin_us: float | None = None
 
 
 class NumaDomain(Located):

@@ -85,6 +85,8 @@ class ActorPlan(_Frozen):
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     command: str | tuple[str, ...] | None
+    run: str | None = None
+    params: dict[str, Any] = {}
     env: dict[str, str]
 
 
@@ -96,6 +98,8 @@ class ChannelPlan(_Frozen):
     buffer_size: int
     numa: int | None
     huge_pages: bool
+    policy: Literal["backpressure", "drop_oldest"] = "backpressure"
+    spin_us: float | None = None
     transport: Literal["shm"]
     producers: tuple[str, ...]
     consumers: tuple[str, ...]

@@ -4,7 +4,8 @@ Emits FLC301 (input without producer), FLC302 (output without consumer, warning)
 type contradicts its endpoints), FLC304–FLC306 (placement of declared actors), FLC307 (cpu booked
 twice), FLC308 (unknown numa node), FLC309 (cpu outside its numa node), FLC315 (numa nodes
 sharing a cpu), FLC310 (role contradicts
-channels), FLC313 (unused local channel, warning) and FLC314 (channel listed twice).
+channels), FLC313 (unused local channel, warning), FLC314 (channel listed twice) and FLC316 ('run'
+with 'command', or 'params' without 'run').
 """
 
 from __future__ import annotations
@@ -50,6 +51,12 @@ def _check_roles(spec: ir.Spec, ctx: Context) -> None:
         if actor.role in ("consumer", "transformer") and not actor.inputs:
             ctx.warn("FLC310", f"{actor.role} '{actor.name}' has no inputs", at=actor.span,
                      help="add the channels it reads under 'inputs'")
+        if actor.run and actor.command:
+            ctx.error("FLC316", f"actor '{actor.name}' has both 'run' and 'command'", at=actor.at("run"),
+                      help="'run' names a Python callable, 'command' an executable; keep one")
+        if actor.params and not actor.run:
+            ctx.error("FLC316", f"actor '{actor.name}' has 'params' but no 'run'", at=actor.at("params"),
+                      help="'params' are passed to the 'run' callable; add 'run: package.module:function'")
         for field in ("inputs", "outputs"):
             seen: set[str] = set()
             for i, channel in enumerate(getattr(actor, field)):

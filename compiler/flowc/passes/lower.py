@@ -143,6 +143,8 @@ class _Lowerer:
             inputs=tuple(body.get("inputs", ())),
             outputs=tuple(body.get("outputs", ())),
             command=_command(body.get("command")),
+            run=body.get("run"),
+            params=dict(body.get("params", {})),
             env=_env(body.get("env")),
         )
 

@@ -57,7 +57,8 @@ def resolve_transports(graph: PlacementGraph, ctx: Context) -> Plan:
             actor = index.actors[p.actor]
             actors[p.actor] = ActorPlan(role=actor.role, cpus=p.cpus, cpuset=format_cpuset(p.cpus),
                                         numa=graph.numa_of(node.name, p.actor), inputs=actor.inputs,
-                                        outputs=actor.outputs, command=actor.command, env=dict(actor.env))
+                                        outputs=actor.outputs, command=actor.command, run=actor.run,
+                                        params=dict(actor.params), env=dict(actor.env))
         channels = {}
         for key in keys_by_node.get(node.name, ()):
             channels[key[1]] = _channel(key, declared.get(key[1]), index, actors)
@@ -82,6 +83,8 @@ def _channel(key, declared, index, actors: dict[str, ActorPlan]) -> ChannelPlan:
         type_inferred=declared is None or declared.type is None,
         buffer_size=(declared.buffer_size if declared is not None and declared.buffer_size else DEFAULT_BUFFER_SIZE),
         numa=numa, huge_pages=declared.huge_pages if declared is not None else False, transport="shm",
+        policy=declared.policy if declared is not None else "backpressure",
+        spin_us=declared.spin_us if declared is not None else None,
         producers=producers, consumers=consumers, routes_in=tuple(sorted(index.routes_in.get(key, ()))),
         routes_out=tuple(sorted(index.routes_out.get(key, ()))))
 
