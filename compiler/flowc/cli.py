@@ -184,3 +184,115 @@ def schema() -> int:
 
     click.echo((resource_dir("schemas") / "flowc.schema.json").read_text(encoding="utf-8"), nl=False)
     return EXIT_OK
+
+
+_PLAN = click.Path(exists=True, dir_okay=False, readable=True, path_type=str)
+
+
+@main.command()
+@click.argument("plan", type=_PLAN)
+@click.option("--node", required=True, help="The node of the plan to run.")
+@click.option("--duration", type=click.FloatRange(min=0), help="Run this many seconds, then stop in order.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the run's report here as JSON.")
+@click.option("--oversubscribe", is_flag=True,
+              help="Run even when fewer cpus are available than the actors ask for (they then share cores).")
+@_guard
+def launch(plan: str, node: str, duration: float | None, report_path: Path | None, oversubscribe: bool) -> int:
+    """Run NODE's pinned shared-memory data path from PLAN (out/flowc/plan.json or a node slice)."""
+    import json
+
+    from flowc.runtime.launcher import Launcher, LaunchError
+
+    try:
+        report = Launcher(plan, node, duration, oversubscribe=oversubscribe).run()
+    except LaunchError as exc:
+        click.echo(f"flowc launch: error: {exc}", err=True)
+        return EXIT_ERRORS
+    if report_path is not None:
+        report_path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if sys.stdout.isatty():
+        from rich.console import Console
+
+        from flowc.runtime.report import render_table
+
+        Console().print(render_table(report))
+    if report["failure"]:
+        click.echo(f"flowc launch: error: stopped because {report['failure']}", err=True)
+        return EXIT_ERRORS
+    return EXIT_OK
+
+
+@main.command("run-actor")
+@click.argument("plan", type=_PLAN)
+@click.option("--node", required=True, help="The node the actor is placed on.")
+@click.option("--actor", required=True, help="The actor to run.")
+@_guard
+def run_actor_command(plan: str, node: str, actor: str) -> int:
+    """Run one ACTOR of PLAN with its channels attached (the channels must exist)."""
+    from flowc.runtime.actor_main import ActorError, run_actor
+
+    try:
+        return run_actor(plan, node, actor)
+    except ActorError as exc:
+        click.echo(f"flowc run-actor: error: {exc}", err=True)
+        return EXIT_ERRORS
+
+
+@main.command("run-bridge", hidden=True)
+@click.argument("plan", type=_PLAN)
+@click.option("--node", required=True)
+@click.option("--route", required=True)
+@click.option("--direction", type=click.Choice(["in", "out"]), required=True)
+@click.option("--index", type=int, required=True)
+@_guard
+def run_bridge_command(plan: str, node: str, route: str, direction: str, index: int) -> int:
+    """Carry one leg of ROUTE over TCP (started by the launcher)."""
+    from flowc.runtime.bridge_main import run_bridge
+
+    return run_bridge(plan, node, route, direction, index)
+
+
+@main.group()
+def channels() -> None:
+    """Create or remove a node's shared-memory channels (for actors run one by one, e.g. by systemd)."""
+
+
+@channels.command("create")
+@click.argument("plan", type=_PLAN)
+@click.option("--node", required=True)
+@_guard
+def channels_create(plan: str, node: str) -> int:
+    """Create NODE's channels from PLAN (after removing any a dead run left)."""
+    from flowc.runtime import segments
+    from flowc.runtime.actor_main import load_plan
+    from flowc.runtime.layout import NodeLayout
+
+    layout = NodeLayout.of(load_plan(plan), node)
+    try:
+        segments.reclaim(layout)
+    except segments.AlreadyRunning as exc:
+        click.echo(f"flowc channels: error: {exc}", err=True)
+        return EXIT_ERRORS
+    rings = segments.create(layout)
+    for ring in rings.values():
+        ring.close()
+    click.echo(f"flowc channels: created {len(rings)} channel(s) of '{node}'", err=True)
+    return EXIT_OK
+
+
+@channels.command("remove")
+@click.argument("plan", type=_PLAN)
+@click.option("--node", required=True)
+@_guard
+def channels_remove(plan: str, node: str) -> int:
+    """Remove NODE's channels and their registry."""
+    from flowc.runtime import segments
+    from flowc.runtime.actor_main import load_plan
+    from flowc.runtime.layout import NodeLayout
+
+    layout = NodeLayout.of(load_plan(plan), node)
+    segments.remove(layout, {})
+    removed = segments.reclaim(layout)
+    click.echo(f"flowc channels: removed {len(removed)} channel(s) of '{node}'", err=True)
+    return EXIT_OK

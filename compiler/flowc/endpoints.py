@@ -31,14 +31,15 @@ class Endpoints:
     readers: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     routes_in: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     routes_out: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    route_targets: dict[str, int] = field(default_factory=dict)
 
     def producer_count(self, key: tuple[str, str]) -> int:
         """Writers of a channel on a node; each incoming route's receiver is one more writer."""
         return len(self.writers.get(key, ())) + len(self.routes_in.get(key, ()))
 
     def consumer_count(self, key: tuple[str, str]) -> int:
-        """Readers of a channel on a node; each outgoing route's sender is one more reader."""
-        return len(self.readers.get(key, ())) + len(self.routes_out.get(key, ()))
+        """Readers of a channel on a node; each target of an outgoing route has its own sender, one more reader."""
+        return len(self.readers.get(key, ())) + sum(self.route_targets[r] for r in self.routes_out.get(key, ()))
 
     def channel_keys(self) -> list[tuple[str, str]]:
         """Every ``(node, channel)`` pair with at least one endpoint, sorted."""
@@ -77,7 +78,8 @@ def endpoints(spec: ir.Spec) -> Endpoints:
         for target in route.targets:
             if target in nodes and target != route.source_node:
                 routes_in[(target, route.channel)].append(route.name)
-    return Endpoints(actors, node_of, dict(writers), dict(readers), dict(routes_in), dict(routes_out))
+    targets = {r.name: len([t for t in r.targets if t in nodes and t != r.source_node]) for r in spec.routes}
+    return Endpoints(actors, node_of, dict(writers), dict(readers), dict(routes_in), dict(routes_out), targets)
 
 
 def placed_numa(node: ir.Node, placement: ir.ActorPlacement) -> int | None:

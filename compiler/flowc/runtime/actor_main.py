@@ -1,0 +1,68 @@
+"""``flowc run-actor``: run one actor of a node with its channels attached.
+
+This is what the launcher, or a systemd unit per actor, starts for each actor.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shlex
+import sys
+
+from flowc.plan import Plan
+from flowc.runtime import CHANNELS_ENV, install_stop_handler
+from flowc.runtime.layout import NodeLayout
+from flowc.runtime.system import Numa
+
+
+class ActorError(Exception):
+    """The actor cannot be started (unknown actor, nothing to run, bad callable)."""
+
+
+def load_plan(path: str) -> Plan:
+    """Read a plan (or a node slice of one) written by ``flowc build``."""
+    with open(path, encoding="utf-8") as handle:
+        return Plan.model_validate_json(handle.read())
+
+
+def run_actor(plan_path: str, node: str, actor: str) -> int:
+    """Run ``actor`` in this process: call its ``run`` callable, or exec its ``command``.
+
+    Args:
+        plan_path: The plan file.
+        node: The node the actor is placed on.
+        actor: The actor.
+
+    Returns:
+        The exit code (a ``command`` actor replaces this process and never returns).
+
+    Raises:
+        ActorError: When the actor cannot be started.
+    """
+    plan = load_plan(plan_path)
+    if node not in plan.nodes or actor not in plan.nodes[node].actors:
+        raise ActorError(f"no actor '{actor}' on node '{node}' in {plan_path}")
+    layout = NodeLayout.of(plan, node)
+    info = plan.nodes[node].actors[actor]
+    Numa().bind(info.numa)
+    os.environ.update({"FLOWC_ACTOR": actor, "FLOWC_NODE": node, CHANNELS_ENV: json.dumps(layout.actor_io[actor])})
+    os.environ.update(info.env)
+    if info.run:
+        module_name, _, function = info.run.partition(":")
+        try:
+            target = getattr(importlib.import_module(module_name), function)
+        except (ImportError, AttributeError) as exc:
+            raise ActorError(f"actor '{actor}': cannot load '{info.run}': {exc}") from exc
+        install_stop_handler()
+        from flowc.runtime.endpoints import attach
+
+        inputs, outputs = attach(layout.actor_io[actor])
+        target(inputs, outputs, dict(info.params))
+        return 0
+    if info.command:
+        argv = shlex.split(info.command) if isinstance(info.command, str) else list(info.command)
+        sys.stdout.flush()
+        os.execvp(argv[0], argv)
+    raise ActorError(f"actor '{actor}' has neither 'run' nor 'command'")

@@ -1,0 +1,63 @@
+"""The two ends of a channel as an actor sees them: :class:`Input` and :class:`Output`.
+
+They wrap a ring's consumer and producer with the one rule actors need at shutdown: an input is
+``closed`` once its writers are done and every message has been received.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Input:
+    """A channel this actor reads."""
+
+    def __init__(self, ring: Any, index: int) -> None:
+        """Attach as consumer ``index`` of ``ring``."""
+        self.ring = ring
+        self._rx = ring.consumer(index)
+        self.closed = False
+
+    def recv(self, timeout: float | None = None) -> bytes | None:
+        """Return the next message, or ``None`` on timeout or once the channel is closed and drained."""
+        message = self._rx.recv(timeout)
+        if message is None and self.ring.closed:
+            message = self._rx.recv(0)
+            self.closed = message is None
+        return message
+
+
+class Output:
+    """A channel this actor writes."""
+
+    def __init__(self, ring: Any, index: int) -> None:
+        """Attach as producer ``index`` of ``ring``."""
+        self.ring = ring
+        self._tx = ring.producer(index)
+
+    def send(self, data: bytes | bytearray | memoryview, timeout: float | None = None) -> bool:
+        """Write one message; ``False`` when the ring stayed full for ``timeout`` seconds."""
+        return self._tx.send(data, timeout)
+
+
+def attach(io: dict[str, dict[str, dict[str, Any]]]) -> tuple[dict[str, Input], dict[str, Output]]:
+    """Attach the channels described by a layout's ``actor_io`` entry.
+
+    Args:
+        io: ``{"inputs": {channel: {"ring", "index"}}, "outputs": {...}}``.
+
+    Returns:
+        Inputs and outputs by channel name.
+    """
+    from flowc.runtime.ring import Ring
+
+    rings: dict[str, Any] = {}
+
+    def ring(name: str) -> Any:
+        if name not in rings:
+            rings[name] = Ring.attach(name)
+        return rings[name]
+
+    inputs = {ch: Input(ring(w["ring"]), int(w["index"])) for ch, w in sorted(io.get("inputs", {}).items())}
+    outputs = {ch: Output(ring(w["ring"]), int(w["index"])) for ch, w in sorted(io.get("outputs", {}).items())}
+    return inputs, outputs

@@ -1,0 +1,255 @@
+"""``flowc launch``: run one node's data path and supervise it.
+
+Creates the node's rings, starts every actor pinned to its CPUs (mapped onto the allowed set when the
+plan's ids are not all available) and every route's TCP bridge, restarts crashed actors with
+exponential backoff, and stops in order: producers and route receivers first, then each ring is
+closed once all its writers are gone, so transformers and consumers drain and finish on their own.
+Then it removes its shared memory and writes the report.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowc.runtime import segments
+from flowc.runtime.actor_main import load_plan
+from flowc.runtime.layout import NodeLayout
+from flowc.runtime.report import build_report
+from flowc.runtime.system import Numa, cpu_map, die_with_parent, pin
+
+MAX_FAILURES = 5
+BACKOFF_START_S = 0.2
+BACKOFF_MAX_S = 5.0
+DRAIN_TIMEOUT_S = 10.0
+KILL_TIMEOUT_S = 3.0
+
+
+class LaunchError(Exception):
+    """The node cannot run, or stopped because an actor kept failing."""
+
+
+@dataclass
+class Child:
+    """One supervised process: an actor or a route bridge."""
+
+    key: str
+    argv: list[str]
+    role: str
+    cpus: list[int] | None
+    writes: list[str] = field(default_factory=list)
+    proc: subprocess.Popen | None = None
+    restarts: int = 0
+    failures: int = 0
+    cpu_s: float = 0.0
+    exit_code: int | None = None
+    finished: bool = False
+    restart_at: float | None = None
+
+    def start(self, env: dict[str, str]) -> None:
+        """Start (or restart) the process, pinned and tied to the launcher's life."""
+        cpus = self.cpus
+
+        def setup() -> None:
+            die_with_parent()
+            if cpus:
+                pin(cpus)
+
+        self.proc = subprocess.Popen(self.argv, env={**env, "FLOWC_ACTOR": self.key}, stdin=subprocess.DEVNULL,
+                                     preexec_fn=setup)  # noqa: PLW1509 - affinity and pdeathsig must precede exec
+        self.exit_code = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the process is alive (as far as the last reap knows)."""
+        return self.proc is not None and self.exit_code is None
+
+    def reap(self) -> bool:
+        """Collect the process if it exited; returns True when it just did."""
+        if not self.running:
+            return False
+        pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
+        if pid == 0:
+            return False
+        self.cpu_s += usage.ru_utime + usage.ru_stime
+        self.exit_code = os.waitstatus_to_exitcode(status)
+        self.proc.returncode = self.exit_code
+        return True
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` if the process is alive."""
+        if self.running:
+            try:
+                self.proc.send_signal(signum)
+            except ProcessLookupError:
+                pass
+
+
+class Launcher:
+    """Runs one node of a plan until ``duration`` passes, a signal arrives, or every actor finished."""
+
+    def __init__(self, plan_path: str, node: str, duration: float | None = None, log: Any = sys.stderr,
+                 oversubscribe: bool = False) -> None:
+        """Prepare, without starting anything.
+
+        Args:
+            plan_path: The plan (or node slice) file.
+            node: The node to run.
+            duration: Seconds to run before stopping in order; ``None`` runs until signalled.
+            log: Where progress lines go.
+            oversubscribe: Run even when fewer CPUs are allowed than the actors ask for (said loudly).
+        """
+        self.plan_path = os.path.abspath(plan_path)
+        self.plan = load_plan(self.plan_path)
+        if node not in self.plan.nodes:
+            raise LaunchError(f"node '{node}' is not in {plan_path} (it has: {', '.join(sorted(self.plan.nodes))})")
+        self.node = node
+        self.layout = NodeLayout.of(self.plan, node)
+        self.duration = duration
+        self.log = log
+        self.stop_requested = False
+        self.children: list[Child] = []
+        self.rings: dict[str, Any] = {}
+        self.notes: list[str] = []
+        self.cpu_mapping: dict[int, int] = {}
+        self.oversubscribe = oversubscribe
+
+    def say(self, line: str) -> None:
+        """Write one progress line."""
+        print(f"flowc launch [{self.node}]: {line}", file=self.log, flush=True)
+
+    def run(self) -> dict[str, Any]:
+        """Run the node and return the report.
+
+        Returns:
+            The report (see :func:`flowc.runtime.report.build_report`).
+
+        Raises:
+            LaunchError: When the node cannot start, or an actor failed too often.
+        """
+        info = self.plan.nodes[self.node]
+        requested = sorted({cpu for actor in info.actors.values() for cpu in actor.cpus})
+        try:
+            self.cpu_mapping = cpu_map(requested, os.sched_getaffinity(0), self.oversubscribe)
+        except ValueError as exc:
+            raise LaunchError(str(exc)) from exc
+        if len(set(self.cpu_mapping.values())) < len(self.cpu_mapping):
+            self.notes.append("oversubscribed: some actors share a core (--oversubscribe)")
+            self.say("warning: " + self.notes[-1])
+        if any(k != v for k, v in self.cpu_mapping.items()):
+            self.say("cpus mapped onto the allowed set: " + ", ".join(f"{k}->{v}" for k, v in self.cpu_mapping.items()))
+        self.notes.append(Numa().describe())
+        self.say(self.notes[-1])
+        try:
+            removed = segments.reclaim(self.layout)
+        except segments.AlreadyRunning as exc:
+            raise LaunchError(str(exc)) from exc
+        if removed:
+            self.say(f"reclaimed {len(removed)} segment(s) a previous run left behind")
+        report_dir = tempfile.mkdtemp(prefix=f"{self.layout.prefix}-report-")
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        failure: str | None = None
+        try:
+            self.rings = segments.create(self.layout)
+            self._plan_children()
+            env = {**os.environ, "FLOWC_NODE": self.node, "FLOWC_REPORT_DIR": report_dir}
+            for child in self._start_order():
+                child.start(env)
+            self.say(f"running {len(self.children)} process(es) on {len(self.rings)} channel(s)")
+            failure = self._supervise(env)
+            self._stop_in_order()
+            return build_report(self, report_dir, failure)
+        finally:
+            for child in self.children:
+                child.signal(signal.SIGKILL)
+                if child.running:
+                    child.proc.wait()
+            segments.remove(self.layout, self.rings)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            for name in os.listdir(report_dir):
+                os.unlink(os.path.join(report_dir, name))
+            os.rmdir(report_dir)
+
+    def _on_signal(self, _signum: int, _frame: Any) -> None:
+        self.stop_requested = True
+
+    def _plan_children(self) -> None:
+        info = self.plan.nodes[self.node]
+        base = [sys.executable, "-m", "flowc"]
+        for name, actor in sorted(info.actors.items()):
+            cpus = [self.cpu_mapping[c] for c in actor.cpus]
+            argv = [*base, "run-actor", self.plan_path, "--node", self.node, "--actor", name]
+            self.children.append(Child(name, argv, actor.role, cpus, writes=list(actor.outputs)))
+        for bridge in self.layout.bridges:
+            key = f"route:{bridge.route}:{bridge.direction}:{bridge.index}"
+            argv = [*base, "run-bridge", self.plan_path, "--node", self.node, "--route", bridge.route,
+                    "--direction", bridge.direction, "--index", str(bridge.index)]
+            role = "producer" if bridge.direction == "in" else "consumer"
+            self.children.append(Child(key, argv, role, None, writes=[bridge.channel] if role == "producer" else []))
+
+    def _start_order(self) -> list[Child]:
+        rank = {"consumer": 0, "transformer": 1, "producer": 2}
+        return sorted(self.children, key=lambda c: (rank[c.role], c.key))
+
+    def _supervise(self, env: dict[str, str]) -> str | None:
+        deadline = time.monotonic() + self.duration if self.duration is not None else None
+        while not self.stop_requested and (deadline is None or time.monotonic() < deadline):
+            now = time.monotonic()
+            for child in self.children:
+                if child.reap():
+                    if child.exit_code == 0:
+                        child.finished = True
+                        self._close_finished_writers()
+                        continue
+                    child.failures += 1
+                    if child.failures > MAX_FAILURES:
+                        return f"'{child.key}' failed {child.failures} times (last exit code {child.exit_code})"
+                    delay = min(BACKOFF_MAX_S, BACKOFF_START_S * 2 ** (child.failures - 1))
+                    self.say(f"'{child.key}' exited with {child.exit_code}; restarting in {delay:.1f} s")
+                    child.restart_at = now + delay
+                if child.restart_at is not None and now >= child.restart_at:
+                    child.restart_at = None
+                    child.restarts += 1
+                    child.start(env)
+            if all(c.finished for c in self.children):
+                break
+            time.sleep(0.02)
+        return None
+
+    def _close_finished_writers(self) -> None:
+        """Close every ring whose writers have all finished, so its readers drain and finish."""
+        for channel, ring in self.rings.items():
+            writers = [c for c in self.children if channel in c.writes]
+            if writers and all(not c.running and c.restart_at is None for c in writers) and not ring.closed:
+                ring.close_writers()
+                ring.wake_all()
+
+    def _stop_in_order(self) -> None:
+        for child in self.children:
+            child.restart_at = None
+        for child in self.children:
+            if child.role == "producer":
+                child.signal(signal.SIGTERM)
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while time.monotonic() < deadline and any(c.running for c in self.children):
+            for child in self.children:
+                child.reap()
+            self._close_finished_writers()
+            time.sleep(0.02)
+        for signum, wait in ((signal.SIGTERM, KILL_TIMEOUT_S), (signal.SIGKILL, KILL_TIMEOUT_S)):
+            if not any(c.running for c in self.children):
+                break
+            for child in self.children:
+                child.signal(signum)
+            end = time.monotonic() + wait
+            while time.monotonic() < end and any(c.running for c in self.children):
+                for child in self.children:
+                    child.reap()
+                time.sleep(0.02)

@@ -1,0 +1,117 @@
+"""Where everything of one node lives at run time: ring names, sizes, and each endpoint's index.
+
+Derived only from the plan, so the launcher, ``flowc run-actor``, ``flowc channels`` and the bridges
+all agree without talking to each other. Producer indices of a ring go to the node's writers in plan
+order, then to each incoming route's receiver; consumer indices to its readers, then to one sender per
+target of each outgoing route.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from flowc.plan import Plan
+
+
+@dataclass(frozen=True)
+class RingSpec:
+    """One channel's shared-memory ring on this node."""
+
+    channel: str
+    name: str
+    buffer_size: int
+    producers: int
+    consumers: int
+    policy: str
+    spin_us: float | None
+    huge_pages: bool
+
+
+@dataclass(frozen=True)
+class Bridge:
+    """One TCP leg of a route as seen from this node: a sender (per target) or the receiver."""
+
+    route: str
+    channel: str
+    direction: str
+    peer: str
+    port: int
+    compression: str
+    index: int
+
+
+@dataclass
+class NodeLayout:
+    """The run-time layout of one node of a plan."""
+
+    plan: Plan
+    node: str
+    prefix: str = ""
+    rings: dict[str, RingSpec] = field(default_factory=dict)
+    actor_io: dict[str, dict[str, dict[str, dict[str, object]]]] = field(default_factory=dict)
+    bridges: list[Bridge] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, plan: Plan, node: str) -> NodeLayout:
+        """Compute the layout of ``node``.
+
+        Args:
+            plan: A plan or a node slice of one.
+            node: The node.
+
+        Returns:
+            The layout.
+
+        Raises:
+            KeyError: When the plan has no such node.
+        """
+        if node not in plan.nodes:
+            raise KeyError(node)
+        prefix = segment_prefix(plan.source, node)
+        layout = cls(plan, node, prefix)
+        info = plan.nodes[node]
+        writers: dict[str, list[str]] = {}
+        readers: dict[str, list[str]] = {}
+        for channel, spec in info.channels.items():
+            receivers = [r for r in spec.routes_in]
+            senders = [(r, t) for r in spec.routes_out for t in plan.routes[r].targets if t != node]
+            layout.rings[channel] = RingSpec(channel, f"{prefix}-{channel}", spec.buffer_size,
+                                             max(1, len(spec.producers) + len(receivers)),
+                                             max(1, len(spec.consumers) + len(senders)), spec.policy,
+                                             spec.spin_us, spec.huge_pages)
+            writers[channel] = list(spec.producers)
+            readers[channel] = list(spec.consumers)
+            for i, route in enumerate(receivers):
+                r = plan.routes[route]
+                layout.bridges.append(Bridge(route, channel, "in", r.source_node, r.port, r.compression,
+                                             len(spec.producers) + i))
+            for i, (route, target) in enumerate(senders):
+                r = plan.routes[route]
+                peer = plan.peers.get(target) or (plan.nodes[target].hostname if target in plan.nodes else target)
+                layout.bridges.append(Bridge(route, channel, "out", peer, r.port, r.compression,
+                                             len(spec.consumers) + i))
+        for actor, info_actor in info.actors.items():
+            io: dict[str, dict[str, dict[str, object]]] = {"inputs": {}, "outputs": {}}
+            for channel in info_actor.inputs:
+                io["inputs"][channel] = {"ring": layout.rings[channel].name, "index": readers[channel].index(actor)}
+            for channel in info_actor.outputs:
+                io["outputs"][channel] = {"ring": layout.rings[channel].name, "index": writers[channel].index(actor)}
+            layout.actor_io[actor] = io
+        return layout
+
+    @property
+    def registry(self) -> str:
+        """Path of the file that records this node's live segments and launcher."""
+        return f"/dev/shm/{self.prefix}.registry"
+
+
+def segment_prefix(source: str, node: str) -> str:
+    """Segment names are per plan (its source file) and node, short enough for any channel name.
+
+    Example:
+        >>> segment_prefix("multi-node.yaml", "data_node")
+        'flowc-abcdf48b33'
+    """
+    digest = hashlib.sha256(f"{source}\0{node}".encode()).hexdigest()[:10]
+    return f"flowc-{digest}"
