@@ -25,7 +25,8 @@ from flowc.runtime.report import build_report
 from flowc.runtime.system import Numa, cpu_map, die_with_parent, pin
 
 MAX_FAILURES = 5
-BACKOFF_START_S = 0.2
+#: First restart delay, doubled per failure; ``FLOWC_RESTART_BACKOFF_S`` overrides it.
+BACKOFF_START_S = float(os.environ.get("FLOWC_RESTART_BACKOFF_S", "0.2"))
 BACKOFF_MAX_S = 5.0
 DRAIN_TIMEOUT_S = 10.0
 KILL_TIMEOUT_S = 3.0

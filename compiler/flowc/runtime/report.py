@@ -42,6 +42,7 @@ def build_report(launcher: Any, report_dir: str, failure: str | None) -> dict[st
               for c in sorted(launcher.children, key=lambda c: c.key)}
     samples: list[int] = []
     sinks = {}
+    bridges = {}
     for entry in sorted(os.listdir(report_dir)):
         path = os.path.join(report_dir, entry)
         if entry.endswith(".latency"):
@@ -49,6 +50,9 @@ def build_report(launcher: Any, report_dir: str, failure: str | None) -> dict[st
             with open(path, "rb") as handle:
                 values.frombytes(handle.read())
             samples.extend(values)
+        elif entry.endswith(".bridge"):
+            with open(path, encoding="utf-8") as handle:
+                bridges[entry[:-7]] = json.load(handle)
         elif entry.endswith(".json"):
             with open(path, encoding="utf-8") as handle:
                 sinks[entry[:-5]] = json.load(handle)
@@ -56,6 +60,7 @@ def build_report(launcher: Any, report_dir: str, failure: str | None) -> dict[st
     latency = {"p50": _percentile(samples, 0.5), "p99": _percentile(samples, 0.99),
                "p999": _percentile(samples, 0.999), "count": len(samples)}
     return {"node": launcher.node, "channels": channels, "actors": actors, "latency_us": latency, "sinks": sinks,
+            "routes": bridges,
             "cpu_map": {str(k): v for k, v in launcher.cpu_mapping.items()}, "notes": launcher.notes,
             "failure": failure}
 

@@ -87,6 +87,8 @@ def remove(layout: NodeLayout, rings: dict[str, Any]) -> None:
     for channel, ring in rings.items():
         ring.close()
         Ring.unlink(layout.rings[channel].name)
+    for bridge in layout.bridges:
+        _remove(f"/dev/shm/{layout.prefix}-{bridge.route}.state")
     _remove(layout.registry)
 
 

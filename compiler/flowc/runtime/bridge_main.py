@@ -1,0 +1,60 @@
+"""``flowc run-bridge``: carry one leg of an inter-node route between a local ring and TCP.
+
+The launcher starts one per route target on the sending node (a consumer of the ring) and one per
+route on the receiving node (a producer into the ring of the same name). SIGTERM makes a sender drain
+what it took and a receiver stop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+
+from flowc.runtime.actor_main import load_plan
+from flowc.runtime.layout import NodeLayout
+
+
+def state_path(layout: NodeLayout, route: str) -> str:
+    """Where a route's receiver records the last sequence it delivered (survives a receiver restart)."""
+    return f"/dev/shm/{layout.prefix}-{route}.state"
+
+
+def run_bridge(plan_path: str, node: str, route: str, direction: str, index: int) -> int:
+    """Run one bridge until the route's channel ends or SIGTERM arrives.
+
+    Args:
+        plan_path: The plan file.
+        node: This node.
+        route: The route.
+        direction: ``"out"`` (send this node's channel) or ``"in"`` (receive into it).
+        index: The ring endpoint index the layout gave this bridge.
+
+    Returns:
+        The exit code.
+    """
+    from flowc.runtime.bridge import Receiver, Sender
+    from flowc.runtime.endpoints import Input, Output
+    from flowc.runtime.ring import Ring
+
+    layout = NodeLayout.of(load_plan(plan_path), node)
+    bridge = next(b for b in layout.bridges if (b.route, b.direction, b.index) == (route, direction, index))
+    ring = Ring.attach(layout.rings[bridge.channel].name)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    if direction == "out":
+        inp = Input(ring, bridge.index)
+        sender = Sender(f"tcp://{bridge.peer}:{bridge.port}", route, bridge.compression, drain_timeout_s=5.0)
+        stats = sender.run(lambda timeout: inp.recv(timeout), stop, closed=lambda: inp.closed)
+    else:
+        out = Output(ring, bridge.index)
+        receiver = Receiver(f"tcp://*:{bridge.port}", route, bridge.compression, state_path=state_path(layout, route))
+        stats = receiver.run(lambda message: out.send(message), stop)
+    directory = os.environ.get("FLOWC_REPORT_DIR")
+    if directory:
+        name = f"route-{route}-{direction}-{index}.bridge"
+        with open(os.path.join(directory, name), "w", encoding="utf-8") as handle:
+            json.dump(stats.as_dict(), handle, sort_keys=True)
+    return 0

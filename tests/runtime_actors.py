@@ -1,0 +1,23 @@
+"""Actors used by the launcher tests (imported by actor processes through PYTHONPATH)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from flowc.actors import latency_sink
+
+
+def crash_once_sink(inputs: dict[str, Any], outputs: dict[str, Any], params: dict[str, Any]) -> None:
+    """Exit with status 3 the first time (before reading), then behave like the latency sink."""
+    marker = params["marker"]
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        sys.exit(3)
+    latency_sink(inputs, outputs, params)
+
+
+def always_fail(inputs: dict[str, Any], outputs: dict[str, Any], params: dict[str, Any]) -> None:
+    """Fail at once, every time."""
+    sys.exit(4)
