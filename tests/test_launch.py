@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
 
 from flowc.runtime.layout import segment_prefix
 
