@@ -333,7 +333,7 @@ def actor_topologies(draw: st.DrawFn, expected: Expected) -> dict[str, Any]:
         if draw(st.booleans()):
             route["compression"] = draw(st.sampled_from(["none", "lz4", "zstd"]))
         routes[name] = route
-        routes_out[(source, channel)] += 1
+        routes_out[(source, channel)] += len(targets)
         routes_in.update((target, channel) for target in targets)
         expected.crossings.update((source, channel, t) for t in targets if readers.get((t, channel)))
 
@@ -345,7 +345,7 @@ def actor_topologies(draw: st.DrawFn, expected: Expected) -> dict[str, Any]:
         for (where, channel) in used:
             if where != node:
                 continue
-            # Each route's receiver writes and each route's sender reads, one endpoint per route.
+            # Each route's receiver writes, and each route target has its own sender that reads.
             producers = writers.get((node, channel), 0) + routes_in[(node, channel)]
             consumers = readers.get((node, channel), 0) + routes_out[(node, channel)]
             inferred = ("S" if producers <= 1 else "M") + "P" + ("S" if consumers <= 1 else "M") + "C"
