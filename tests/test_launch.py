@@ -199,8 +199,11 @@ def test_two_launchers_over_tcp_with_a_receiver_restart(tmp_path: Path) -> None:
     assert edge.wait(timeout=40) == 0, edge.stderr.read()
     assert core.wait(timeout=40) == 0, core.stderr.read()
     core_report = json.loads(reports["core"].read_text())
-    assert core_report["sinks"]["sink"]["count"] == 6000, "nothing lost across the receiver restart"
-    assert core_report["sinks"]["sink"]["out_of_order"] == 0, "and nothing delivered twice or out of order"
+    sink = core_report["sinks"]["sink"]
+    assert list(sink["last_seq"].values()) == [5999], "nothing lost across the receiver restart"
+    # The documented guarantee: at most the one message being delivered when the receiver died repeats
+    # (it shows as one extra message, one step back in sequence); nothing else is out of order.
+    assert sink["count"] - 6000 == sink["out_of_order"] <= 1
     assert core_report["actors"]["route:feed_route:in:0"]["restarts"] == 1
     assert leftovers("topology.yaml", "edge") == leftovers("topology.yaml", "core") == []
 
