@@ -112,7 +112,7 @@ def test_build_writes_plan_and_manifest(tmp_path: Path) -> None:
     manifest = json.loads((out / "flowc" / "manifest.json").read_text())
     on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     assert set(manifest["files"]) == on_disk - {"flowc/manifest.json"}
-    assert {p.name for p in out.iterdir() if p.is_dir()} == {"flowc"}
+    assert {p.name for p in out.iterdir() if p.is_dir()} == {"flowc", "systemd"}
     assert all(p.suffix == ".yaml" for p in out.iterdir() if p.is_file()), "the top level is kubernetes objects"
 
 

@@ -103,6 +103,8 @@ class Actor(Located):
     run: str | None = None
     params: Mapping[str, Any] = Field(default_factory=dict)
     env: tuple[tuple[str, str], ...] = ()
+    realtime_priority: int | None = None
+    memory_max: int | None = None
 
 
 class ActorPlacement(Located):

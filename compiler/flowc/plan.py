@@ -88,6 +88,8 @@ class ActorPlan(_Frozen):
     run: str | None = None
     params: dict[str, Any] = {}
     env: dict[str, str]
+    realtime_priority: int | None = None
+    memory_max: int | None = None
 
 
 class ChannelPlan(_Frozen):

@@ -46,6 +46,12 @@ def _kubernetes(plan: Plan, ctx: Context) -> list[Artifact]:
     return emit_kubernetes(plan, ctx)
 
 
+def _systemd(plan: Plan, ctx: Context) -> list[Artifact]:
+    from flowc.emit.systemd import emit_systemd
+
+    return emit_systemd(plan, ctx)
+
+
 def _check_kubernetes(spec: Any, ctx: Context) -> None:
     from flowc.emit.kubernetes.names import check_kubernetes_names
 
@@ -53,7 +59,7 @@ def _check_kubernetes(spec: Any, ctx: Context) -> None:
 
 
 #: Target name → emitter, in the order they run.
-EMITTERS: dict[str, Emitter] = {"plan": _plan, "kubernetes": _kubernetes}
+EMITTERS: dict[str, Emitter] = {"plan": _plan, "kubernetes": _kubernetes, "systemd": _systemd}
 #: Target name → check of the IR that ``flowc check`` runs (what the target would refuse).
 TARGET_CHECKS: dict[str, Callable[[Any, Context], None]] = {"kubernetes": _check_kubernetes}
 

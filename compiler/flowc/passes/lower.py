@@ -18,7 +18,7 @@ from flowc.document import Document, Path
 from flowc.units import parse_cpuset, parse_size
 
 #: Top-level sections that configure an output target; passed to its emitter as they are.
-TARGET_SECTIONS = ("kubernetes",)
+TARGET_SECTIONS = ("kubernetes", "systemd")
 _TASK_FIELDS = (
     "instance_type",
     "num_instances",
@@ -146,6 +146,8 @@ class _Lowerer:
             run=body.get("run"),
             params=dict(body.get("params", {})),
             env=_env(body.get("env")),
+            realtime_priority=body.get("realtime_priority"),
+            memory_max=parse_size(body["memory_max"]) if "memory_max" in body else None,
         )
 
     def node(self, name: str, body: dict[str, Any]) -> ir.Node:

@@ -58,7 +58,8 @@ def resolve_transports(graph: PlacementGraph, ctx: Context) -> Plan:
             actors[p.actor] = ActorPlan(role=actor.role, cpus=p.cpus, cpuset=format_cpuset(p.cpus),
                                         numa=graph.numa_of(node.name, p.actor), inputs=actor.inputs,
                                         outputs=actor.outputs, command=actor.command, run=actor.run,
-                                        params=dict(actor.params), env=dict(actor.env))
+                                        params=dict(actor.params), env=dict(actor.env),
+                                        realtime_priority=actor.realtime_priority, memory_max=actor.memory_max)
         channels = {}
         for key in keys_by_node.get(node.name, ()):
             channels[key[1]] = _channel(key, declared.get(key[1]), index, actors)

@@ -6,7 +6,13 @@ They wrap a ring's consumer and producer with the one rule actors need at shutdo
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+from flowc.runtime import stopping
+
+#: A blocked ``recv`` looks at the stop flag this often (it sleeps on the ring's doorbell meanwhile).
+_POLL_S = 0.1
 
 
 class Input:
@@ -19,12 +25,23 @@ class Input:
         self.closed = False
 
     def recv(self, timeout: float | None = None) -> bytes | None:
-        """Return the next message, or ``None`` on timeout or once the channel is closed and drained."""
-        message = self._rx.recv(timeout)
-        if message is None and self.ring.closed:
-            message = self._rx.recv(0)
-            self.closed = message is None
-        return message
+        """Return the next message, or ``None`` on timeout or once the channel is closed and drained.
+
+        The channel also counts as closed for an actor asked to stop (SIGTERM, as systemd sends after
+        stopping the producers): it then drains what is left and finishes.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = _POLL_S if deadline is None else max(0.0, min(_POLL_S, deadline - time.monotonic()))
+            message = self._rx.recv(step)
+            if message is not None:
+                return message
+            if self.ring.closed or stopping():
+                message = self._rx.recv(0)
+                self.closed = message is None
+                return message
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
 
 
 class Output:

@@ -1,0 +1,158 @@
+"""Emitter ``systemd``: per node, ``systemd/<node>/`` with everything a bare-metal host needs.
+
+That is a unit per actor and per route leg, a oneshot unit for the node's channels, a target that
+pulls them in, the node's plan slice and a README.
+
+Units are rendered from jinja2 templates in ``templates/systemd`` with ``StrictUndefined``; every value
+that is user text goes through :func:`env_assignment` or :func:`unit_text`, so quotes, ``%`` specifiers,
+backslashes and newlines cannot break out of a directive. Stop order follows start order reversed:
+producers (and route receivers) start last and stop first, the channels unit stops last.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+
+from flowc.diagnostics import Context
+from flowc.emit import Artifact
+from flowc.plan import Plan
+from flowc.units import format_cpuset
+
+DEFAULT_USER = "flowc"
+DEFAULT_FLOWC = "/usr/local/bin/flowc"
+_RANK = {"consumer": 0, "transformer": 1, "producer": 2}
+
+
+def _escape(text: str) -> str:
+    """Escape text for a double-quoted systemd value: backslash, quote, control characters, ``%``."""
+    out = []
+    for char in text:
+        if char == "\\":
+            out.append("\\\\")
+        elif char == '"':
+            out.append('\\"')
+        elif char == "%":
+            out.append("%%")
+        elif char == "\n":
+            out.append("\\n")
+        elif char == "\t":
+            out.append("\\t")
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\x{ord(char):02x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def env_assignment(key: str, value: str) -> str:
+    r"""One ``Environment=`` value: the whole assignment double-quoted and escaped.
+
+    Example:
+        >>> env_assignment("MSG", 'say "hi" 100% \\ $HOME')
+        '"MSG=say \\"hi\\" 100%% \\\\ $HOME"'
+    """
+    return f'"{key}={_escape(value)}"'
+
+
+def unit_text(text: str) -> str:
+    r"""Free text in a comment or description: one line, ``%`` doubled.
+
+    Example:
+        >>> unit_text("a%b\nc")
+        'a%%b c'
+    """
+    return re.sub(r"[\x00-\x1f\x7f]+", " ", text).replace("%", "%%")
+
+
+@functools.cache
+def _environment() -> Any:
+    import jinja2
+
+    from flowc.resources import resource_dir
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(resource_dir("templates") / "systemd")),
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        autoescape=False)
+    env.filters["env_assignment"] = env_assignment
+    env.filters["unit_text"] = unit_text
+    return env
+
+
+def topology_name(source: str) -> str:
+    """The name units carry, from the document's file name.
+
+    Example:
+        >>> topology_name("multi-node.yaml")
+        'multi-node'
+    """
+    stem = source.rsplit(".", 1)[0]
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-") or "topology"
+
+
+def emit_systemd(plan: Plan, ctx: Context) -> list[Artifact]:
+    """Render every node's units.
+
+    Args:
+        plan: The resolved plan.
+        ctx: The context; ``options`` may carry ``flowc_path``.
+
+    Returns:
+        The files under ``systemd/<node>/``.
+    """
+    settings = plan.targets.get("systemd", {})
+    topology = topology_name(plan.source)
+    flowc = ctx.options.get("flowc_path") or settings.get("flowc_path", DEFAULT_FLOWC)
+    user = settings.get("user", DEFAULT_USER)
+    plan_dir = settings.get("plan_dir", f"/etc/flowc/{topology}")
+    slices = plan.slices({name: node.hostname for name, node in plan.nodes.items()})
+    env = _environment()
+    artifacts = []
+    for node, info in plan.nodes.items():
+        from flowc.runtime.layout import NodeLayout
+
+        layout = NodeLayout.of(plan, node)
+        folder = f"systemd/{node}"
+        plan_path = f"{plan_dir}/{node}.plan.json"
+        common = {"source": plan.source, "topology": topology, "node": node, "user": user, "flowc": flowc,
+                  "plan": plan_path, "target": f"flowc-{topology}.target",
+                  "channels_unit": f"flowc-{topology}-channels.service"}
+        units: dict[str, tuple[str, str]] = {}
+        for actor, a in info.actors.items():
+            units[f"flowc-{topology}-{actor}.service"] = (a.role, "actor")
+        for bridge in layout.bridges:
+            name = f"flowc-{topology}-route-{bridge.route}-{bridge.direction}-{bridge.index}.service"
+            units[name] = ("producer" if bridge.direction == "in" else "consumer", "bridge")
+
+        def after(role: str, units: dict[str, tuple[str, str]] = units) -> list[str]:
+            return sorted(u for u, (r, _) in units.items() if _RANK[r] < _RANK[role])
+
+        for actor, a in info.actors.items():
+            foreign = sorted({c.numa for ch, c in info.channels.items()
+                              if (ch in a.inputs or ch in a.outputs) and c.numa is not None and c.numa != a.numa})
+            text = env.get_template("actor.service.j2").render(
+                **common, actor=actor, role=a.role, after=after(a.role), cpus=format_cpuset(a.cpus).replace(",", " "),
+                numa=a.numa, numa_preferred=bool(foreign), foreign_numa=", ".join(map(str, foreign)),
+                realtime_priority=a.realtime_priority,
+                memory_max=f"{a.memory_max}" if a.memory_max else None, env=sorted(a.env.items()))
+            artifacts.append(Artifact(f"{folder}/flowc-{topology}-{actor}.service", text.encode()))
+        for bridge in layout.bridges:
+            name = f"flowc-{topology}-route-{bridge.route}-{bridge.direction}-{bridge.index}.service"
+            role = units[name][0]
+            text = env.get_template("bridge.service.j2").render(
+                **common, route=bridge.route, direction=bridge.direction, index=bridge.index, peer=bridge.peer,
+                after=after(role))
+            artifacts.append(Artifact(f"{folder}/{name}", text.encode()))
+        artifacts.append(Artifact(f"{folder}/flowc-{topology}-channels.service",
+                                  env.get_template("channels.service.j2").render(**common).encode()))
+        all_units = sorted([common["channels_unit"], *units])
+        artifacts.append(Artifact(f"{folder}/flowc-{topology}.target",
+                                  env.get_template("node.target.j2").render(**common, units=all_units).encode()))
+        rows = [{"actor": actor, "role": a.role, "cpus": a.cpuset, "numa": "-" if a.numa is None else a.numa}
+                for actor, a in sorted(info.actors.items())]
+        readme = env.get_template("README.j2").render(**common, hostname=info.hostname, cpu_map=rows)
+        artifacts.append(Artifact(f"{folder}/README", readme.encode()))
+        artifacts.append(Artifact(f"{folder}/plan.json", slices[node].to_json().encode()))
+    return artifacts
