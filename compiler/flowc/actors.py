@@ -14,6 +14,7 @@ import struct
 import time
 import zlib
 from array import array
+from collections.abc import Iterator
 from typing import Any
 
 from flowc.runtime import stopping
@@ -53,6 +54,26 @@ def synthetic_producer(inputs: dict[str, Any], outputs: dict[str, Any], params: 
         seq += 1
 
 
+def messages(inputs: dict[str, Any]) -> Iterator[bytes]:
+    """Yield every message of ``inputs`` until each is closed and drained.
+
+    Args:
+        inputs: Channel name → receiver.
+
+    Yields:
+        Messages, in each channel's order (channels interleave).
+    """
+    live = dict(inputs)
+    while live:
+        for name, inp in list(live.items()):
+            # One input blocks on its doorbell; several are polled in turn.
+            message = inp.recv(timeout=0.05 if len(live) > 1 else None)
+            if message is not None:
+                yield message
+            elif inp.closed:
+                del live[name]
+
+
 def relay(inputs: dict[str, Any], outputs: dict[str, Any], params: dict[str, Any]) -> None:
     """Pass every message of its inputs on to all its outputs, until the inputs are drained and closed.
 
@@ -61,16 +82,9 @@ def relay(inputs: dict[str, Any], outputs: dict[str, Any], params: dict[str, Any
         outputs: Channel name → sender.
         params: Unused.
     """
-    live = dict(inputs)
-    while live:
-        for name, inp in list(live.items()):
-            message = inp.recv(timeout=0.05 if len(live) > 1 else None)
-            if message is None:
-                if inp.closed:
-                    del live[name]
-                continue
-            for out in outputs.values():
-                out.send(message)
+    for message in messages(inputs):
+        for out in outputs.values():
+            out.send(message)
 
 
 def latency_sink(inputs: dict[str, Any], outputs: dict[str, Any], params: dict[str, Any]) -> None:
@@ -87,19 +101,12 @@ def latency_sink(inputs: dict[str, Any], outputs: dict[str, Any], params: dict[s
     samples = array("q")
     last: dict[int, int] = {}
     disorder = 0
-    live = dict(inputs)
-    while live:
-        for name, inp in list(live.items()):
-            message = inp.recv(timeout=0.05 if len(live) > 1 else None)
-            if message is None:
-                if inp.closed:
-                    del live[name]
-                continue
-            sent, seq, ident = HEADER.unpack_from(message)
-            samples.append(time.monotonic_ns() - sent)
-            if seq != last.get(ident, -1) + 1:
-                disorder += 1
-            last[ident] = seq
+    for message in messages(inputs):
+        sent, seq, ident = HEADER.unpack_from(message)
+        samples.append(time.monotonic_ns() - sent)
+        if seq != last.get(ident, -1) + 1:
+            disorder += 1
+        last[ident] = seq
     _write_report(samples, {"count": len(samples), "out_of_order": disorder, "producers": len(last),
                             "last_seq": {str(k): v for k, v in sorted(last.items())}})
 
