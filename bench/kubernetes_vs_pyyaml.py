@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args(argv)
 
-    import flowc.emit.kubernetes as k8s
+    import flowc.emit.kubernetes.emitter as k8s
     from flowc.diagnostics import Context
     from flowc.pipeline import BUILD_PASSES, compile_source
 

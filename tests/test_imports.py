@@ -16,7 +16,7 @@ result = CliRunner().invoke(main, sys.argv[1:])
 print(json.dumps({"exit": result.exit_code, "modules": sorted(sys.modules)}))
 """
 
-HEAVY = ("networkx", "jinja2", "kubernetes", "rich", "httpx")
+HEAVY = ("networkx", "jinja2", "kubernetes", "rich", "httpx", "yaml", "zmq")
 
 
 def probe(*args: str) -> dict:
@@ -30,6 +30,7 @@ def test_check_does_not_import_heavy_libraries() -> None:
     loaded = {m.split(".")[0] for m in result["modules"]}
     assert "jsonschema" in loaded and "flowc" in loaded, "the probe must exercise the real check path"
     assert not loaded.intersection(HEAVY), loaded.intersection(HEAVY)
+    assert "flowc.plan" not in result["modules"] and "flowc.emit.kubernetes.emitter" not in result["modules"]
 
 
 def test_help_imports_only_click() -> None:

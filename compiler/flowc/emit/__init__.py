@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowc.diagnostics import Context
-from flowc.plan import Plan
+
+if TYPE_CHECKING:
+    from flowc.plan import Plan
 
 
 @dataclass(frozen=True, order=True)
@@ -31,7 +33,7 @@ class Artifact:
     executable: bool = False
 
 
-Emitter = Callable[[Plan, Context], list[Artifact]]
+Emitter = Callable[["Plan", Context], list[Artifact]]
 
 
 def _plan(plan: Plan, ctx: Context) -> list[Artifact]:
@@ -41,7 +43,7 @@ def _plan(plan: Plan, ctx: Context) -> list[Artifact]:
 
 
 def _kubernetes(plan: Plan, ctx: Context) -> list[Artifact]:
-    from flowc.emit.kubernetes import emit_kubernetes
+    from flowc.emit.kubernetes.emitter import emit_kubernetes
 
     return emit_kubernetes(plan, ctx)
 

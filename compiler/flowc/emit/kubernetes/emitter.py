@@ -1,0 +1,55 @@
+"""Emitter ``kubernetes``: the plan as Kubernetes objects, one YAML file each at the top of the output.
+
+``kubectl apply -f out/`` then runs every task (an Indexed Job and a headless Service) and every
+actor node (a ConfigMap with its plan slice, a pinned Deployment running ``flowc launch``, and a
+Service for the routes it receives). Emits FLC504 (CPU ids cannot be pinned by Kubernetes, once per
+node, warning); names were checked by :mod:`flowc.emit.kubernetes.names` during ``flowc check``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flowc.diagnostics import Context
+from flowc.emit import Artifact
+from flowc.emit.kubernetes.datapath import node_objects, route_service
+from flowc.emit.kubernetes.settings import Settings, k8s_name
+from flowc.emit.kubernetes.tasks import task_objects
+from flowc.emit.yaml_dump import dump_yaml
+from flowc.plan import Plan
+from flowc.units import format_cpuset
+
+
+def emit_kubernetes(plan: Plan, ctx: Context) -> list[Artifact]:
+    """Build every object of the plan and serialize each to ``<kind>-<name>.yaml``.
+
+    Args:
+        plan: The resolved plan.
+        ctx: The context (its ``options`` may carry ``namespace``).
+
+    Returns:
+        The manifests.
+    """
+    settings = Settings.load(plan.targets.get("kubernetes", {}), ctx.options, plan.source)
+    objects: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def add(new: list[dict[str, Any]]) -> None:
+        for obj in new:
+            key = (obj["kind"], obj["metadata"]["name"])
+            if key in objects:  # check_kubernetes_names reports collisions before any build
+                raise ValueError(f"two kubernetes objects named {key}")
+            objects[key] = obj
+
+    for task_name, task in plan.tasks.items():
+        add(task_objects(task, k8s_name(task_name), settings))
+    slices = plan.slices({node: settings.service_host(route_service(k8s_name(node))) for node in plan.nodes})
+    for node_name, node in plan.nodes.items():
+        add(node_objects(slices[node_name], node_name, k8s_name(node_name), settings))
+        if node.actors:
+            cpus = sorted({cpu for actor in node.actors.values() for cpu in actor.cpus})
+            ctx.warn("FLC504", f"kubernetes cannot pin cpu ids: '{node_name}' gets {len(cpus)} exclusive cpus from "
+                     f"the static cpu manager, and the launcher maps cpus {format_cpuset(cpus)} onto them",
+                     at=ctx.span_of(("nodes", node_name)),
+                     help=f"run the kubelet on '{node.hostname}' with cpuManagerPolicy: static "
+                     "(and topologyManagerPolicy: single-numa-node to keep numa placement)")
+    return [Artifact(f"{kind.lower()}-{name}.yaml", dump_yaml(obj)) for (kind, name), obj in sorted(objects.items())]
