@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 import signal
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -153,7 +153,8 @@ class Launcher:
             raise LaunchError(str(exc)) from exc
         if removed:
             self.say(f"reclaimed {len(removed)} segment(s) a previous run left behind")
-        report_dir = tempfile.mkdtemp(prefix=f"{self.layout.prefix}-report-")
+        report_dir = self.layout.report_dir
+        os.makedirs(report_dir, exist_ok=True)
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         failure: str | None = None
         try:
@@ -174,9 +175,7 @@ class Launcher:
             segments.remove(self.layout, self.rings)
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-            for name in os.listdir(report_dir):
-                os.unlink(os.path.join(report_dir, name))
-            os.rmdir(report_dir)
+            shutil.rmtree(report_dir, ignore_errors=True)
 
     def _on_signal(self, _signum: int, _frame: Any) -> None:
         self.stop_requested = True

@@ -101,6 +101,11 @@ class NodeLayout:
         return layout
 
     @property
+    def report_dir(self) -> str:
+        """Where actors leave their measurements for the launcher's report (removed with the segments)."""
+        return f"/dev/shm/{self.prefix}.report"
+
+    @property
     def registry(self) -> str:
         """Path of the file that records this node's live segments and launcher."""
         return f"/dev/shm/{self.prefix}.registry"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from typing import Any
 
 from flowc.runtime.layout import NodeLayout
@@ -55,6 +56,7 @@ def reclaim(layout: NodeLayout) -> list[str]:
     for name in names:
         Ring.unlink(name)
     _remove(layout.registry)
+    shutil.rmtree(layout.report_dir, ignore_errors=True)
     return removed
 
 
