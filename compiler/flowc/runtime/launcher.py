@@ -10,8 +10,8 @@ Then it removes its shared memory and writes the report.
 from __future__ import annotations
 
 import os
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 import time
