@@ -1,0 +1,1 @@
+"""Compute providers flowc can price and (later) submit to."""

@@ -1,0 +1,1 @@
+"""Mithril domain services: pricing statistics, the local price store, pricing sources."""
