@@ -30,7 +30,7 @@ def _cases() -> list[tuple[str, Path, Path]]:
 def test_golden_build(name: str, source: Path, case: Path, tmp_path: Path, update_golden: bool,
                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(source.parent)
-    for var in [v for v in os.environ if v.startswith(("TRAIN_", "FLOWC_GOLDEN_"))]:
+    for var in [v for v in os.environ if v.startswith(("TRAIN_", "FLOWC_GOLDEN_", "MITHRIL_"))]:
         monkeypatch.delenv(var)
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["build", source.name, "-o", str(out)])

@@ -118,13 +118,14 @@ def check(files: tuple[str, ...], fmt: str, strict: bool) -> int:
               help="Write nothing; exit 1 and list the files that differ when OUTPUT is out of date.")
 @click.option("-n", "--namespace", callback=lambda _ctx, _param, value: _namespace(value),
               help="Kubernetes namespace of every object (overrides the document's).")
+@click.option("--project", default=None, help="Mithril project (id or name) for the bids (else MITHRIL_PROJECT).")
 @click.option("--flowc-path", type=click.Path(dir_okay=False), default=None,
               help="Absolute path of flowc on the hosts, for systemd units (default /usr/local/bin/flowc).")
 @_FORMAT
 @_STRICT
 @_guard
-def build(file: str, out: Path, check_only: bool, namespace: str | None, flowc_path: str | None, fmt: str,
-          strict: bool) -> int:
+def build(file: str, out: Path, check_only: bool, namespace: str | None, project: str | None,
+          flowc_path: str | None, fmt: str, strict: bool) -> int:
     """Compile FILE and write everything that runs it into OUTPUT, atomically."""
     import re
 
@@ -133,7 +134,8 @@ def build(file: str, out: Path, check_only: bool, namespace: str | None, flowc_p
 
     if flowc_path is not None and not re.fullmatch(r"/[A-Za-z0-9._/+-]+", flowc_path):
         raise click.BadParameter("must be an absolute path of letters, digits and ._/+-", param_hint="--flowc-path")
-    options = {key: value for key, value in (("namespace", namespace), ("flowc_path", flowc_path)) if value}
+    options = {key: value for key, value in (("namespace", namespace), ("flowc_path", flowc_path),
+                                             ("project", project)) if value}
     result = compile_file(file, passes=BUILD_PASSES, options=options)
     _emit_diagnostics(result.diagnostics, fmt, err=True)
     if result.artifacts is None or _failed(result.diagnostics, strict):

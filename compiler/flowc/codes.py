@@ -73,4 +73,8 @@ CODES: dict[str, str] = {
     "FLC503": "two objects get the same kubernetes name",
     "FLC504": "kubernetes cannot pin cpu ids",
     "FLC505": "name not valid in kubernetes",
+    "FLC510": "bid without a project",
+    "FLC511": "bid without ssh keys",
+    "FLC512": "bid region chosen without price data",
+    "FLC513": "startup script too long",
 }

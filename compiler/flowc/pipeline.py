@@ -41,13 +41,19 @@ def _emit(plan: Any, ctx: Context) -> Any:
     return emit_all(plan, ctx)
 
 
+def _resolve_bids(plan: Any, ctx: Context) -> Any:
+    from flowc.passes.resolve_bids import resolve_bids
+
+    return resolve_bids(plan, ctx)
+
+
 Pass = Callable[[Any, Context], Any]
 
 #: Checks end at ``check_targets``; the last two passes need networkx and are loaded on demand.
 CHECK_PASSES: tuple[Pass, ...] = (
     parse, substitute, check_schema, lower, check_semantics, check_transports, check_targets,
 )
-PASSES: tuple[Pass, ...] = (*CHECK_PASSES, _place, _resolve_transports)
+PASSES: tuple[Pass, ...] = (*CHECK_PASSES, _place, _resolve_transports, _resolve_bids)
 #: A build runs the emitters last; their diagnostics (FLC5xx) stop it like any other stage's.
 BUILD_PASSES: tuple[Pass, ...] = (*PASSES, _emit)
 
@@ -97,7 +103,7 @@ def compile_source(text: str, path: str, *, environ: Mapping[str, str] | None = 
             value = step(value, ctx)
             if step is parse or step is substitute:
                 ctx.document = value
-            if step is _resolve_transports:
+            if step is _resolve_transports or step is _resolve_bids:
                 plan = value
             ctx.stop_if_errors()
     except CompileError as exc:

@@ -142,6 +142,16 @@ class LinkPlan(_Frozen):
     route: str | None
 
 
+class BidPlan(_Frozen):
+    """A task's spot bid: the request body as the API takes it, and why each choice was made."""
+
+    body: dict[str, Any]
+    region_source: str
+    limit_price_source: str
+    startup_script_encoding: Literal["plain", "gzip+base64"]
+    explain: tuple[str, ...]
+
+
 class Plan(_Frozen):
     """The whole resolved plan."""
 
@@ -153,6 +163,7 @@ class Plan(_Frozen):
     links: tuple[LinkPlan, ...]
     targets: dict[str, dict[str, Any]] = {}
     peers: dict[str, str] = {}
+    bids: dict[str, BidPlan] = {}
 
     def slices(self, address: dict[str, str]) -> dict[str, Plan]:
         """Return, per node, the part of the plan its launcher needs, with the addresses of its peers.
@@ -174,9 +185,10 @@ class Plan(_Frozen):
                 links[node].append(link)
         out = {}
         for node, info in self.nodes.items():
+            # A launcher needs neither the bids nor the tasks.
             peers = {t: address[t] for r in routes[node].values() if r.source_node == node for t in r.targets}
             out[node] = self.model_copy(update={"tasks": {}, "nodes": {node: info}, "routes": routes[node],
-                                                "links": tuple(links[node]), "targets": {},
+                                                "links": tuple(links[node]), "targets": {}, "bids": {},
                                                 "peers": dict(sorted(peers.items()))})
         return out
 

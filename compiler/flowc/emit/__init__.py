@@ -54,6 +54,12 @@ def _systemd(plan: Plan, ctx: Context) -> list[Artifact]:
     return emit_systemd(plan, ctx)
 
 
+def _mithril(plan: Plan, ctx: Context) -> list[Artifact]:
+    from flowc.emit.mithril import emit_mithril
+
+    return emit_mithril(plan, ctx)
+
+
 def _check_kubernetes(spec: Any, ctx: Context) -> None:
     from flowc.emit.kubernetes.names import check_kubernetes_names
 
@@ -61,7 +67,7 @@ def _check_kubernetes(spec: Any, ctx: Context) -> None:
 
 
 #: Target name → emitter, in the order they run.
-EMITTERS: dict[str, Emitter] = {"plan": _plan, "kubernetes": _kubernetes, "systemd": _systemd}
+EMITTERS: dict[str, Emitter] = {"plan": _plan, "kubernetes": _kubernetes, "systemd": _systemd, "mithril": _mithril}
 #: Target name → check of the IR that ``flowc check`` runs (what the target would refuse).
 TARGET_CHECKS: dict[str, Callable[[Any, Context], None]] = {"kubernetes": _check_kubernetes}
 

@@ -18,7 +18,7 @@ from flowc.document import Document, Path
 from flowc.units import parse_cpuset, parse_size
 
 #: Top-level sections that configure an output target; passed to its emitter as they are.
-TARGET_SECTIONS = ("kubernetes", "systemd")
+TARGET_SECTIONS = ("kubernetes", "systemd", "mithril")
 _TASK_FIELDS = (
     "instance_type",
     "num_instances",
