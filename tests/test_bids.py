@@ -140,3 +140,61 @@ def test_compress_round_trip() -> None:
     packed = compress_script(script)
     payload = re.search(r"payload='([^']*)'", packed).group(1)
     assert gzip.decompress(base64.b64decode(payload)).decode() == script
+
+
+class _Offer:
+    def __init__(self, region: str, price: float, availability: int | None) -> None:
+        self.region, self.price_per_hour, self.availability = region, price, availability
+
+
+class _Advice:
+    price = 19.37
+    rationale = "over 168 h, $18.45 covered 75% of the time; with a 5% margin"
+
+
+class _Pricing:
+    def __init__(self, offers: list[_Offer], advice: bool = True) -> None:
+        self.offers, self.advice, self.asked = offers, advice, []
+
+    def get_spot_prices(self, instance_types: list[str]) -> list[_Offer]:
+        self.asked.append(instance_types)
+        return self.offers
+
+    def recommend_limit_price(self, instance_type: str, region: str) -> _Advice | None:
+        return _Advice() if self.advice else None
+
+
+def test_region_policy_capacity_first_then_price() -> None:
+    offers = [_Offer("us-east1-a", 10.0, 8), _Offer("us-central1-b", 12.0, 16), _Offer("eu-central1-a", 9.0, 16),
+              _Offer("me-central1-a", 1.0, 1)]
+    pricing = _Pricing(offers)
+    result = compile_source("name: t\ninstance_type: 8xh100\nnum_instances: 2\n", "t.yaml", environ={},
+                            passes=BUILD_PASSES, options={"pricing": pricing})
+    body = json.loads(next(a.content for a in result.artifacts if a.path == "mithril/t.json"))
+    assert body["region"] == "eu-central1-a", "16 available beats 8; at 16 the cheaper wins"
+    assert body["limit_price"] == "$19.37"
+    assert pricing.asked == [["h100-80gb.sxm.8x"]]
+    explain = next(a.content for a in result.artifacts if a.path == "mithril/t.explain.txt").decode()
+    assert "recommended from price history" in explain and "most capacity (16)" in explain
+    assert "FLC512" not in {d.code for d in result.diagnostics}
+    none_fit = _Pricing([_Offer("us-east1-a", 10.0, 1)], advice=False)
+    result = compile_source("name: t\ninstance_type: 8xh100\nnum_instances: 2\n", "t.yaml", environ={},
+                            passes=BUILD_PASSES, options={"pricing": none_fit})
+    body = json.loads(next(a.content for a in result.artifacts if a.path == "mithril/t.json"))
+    assert body["region"] == "us-central5-a" and body["limit_price"] == "$64.00", "default region, tier price"
+
+
+def test_build_with_sample_prices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from flowc.cli import main
+
+    monkeypatch.setenv("FLOWC_DATA_DIR", str(tmp_path / "data"))
+    source = tmp_path / "t.yaml"
+    source.write_text("name: t\ninstance_type: 8xh100\n")
+    result = CliRunner().invoke(main, ["build", str(source), "-o", str(tmp_path / "out"), "--prices", "sample"])
+    assert result.exit_code == 0, result.output
+    body = json.loads((tmp_path / "out" / "mithril" / "t.json").read_text())
+    assert body["region"] == "us-central2-a", "the sample data offers 8xh100 there"
+    explain = (tmp_path / "out" / "mithril" / "t.explain.txt").read_text()
+    assert "recommended from price history" in explain

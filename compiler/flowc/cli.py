@@ -119,12 +119,14 @@ def check(files: tuple[str, ...], fmt: str, strict: bool) -> int:
 @click.option("-n", "--namespace", callback=lambda _ctx, _param, value: _namespace(value),
               help="Kubernetes namespace of every object (overrides the document's).")
 @click.option("--project", default=None, help="Mithril project (id or name) for the bids (else MITHRIL_PROJECT).")
+@click.option("--prices", type=click.Choice(["none", "local", "live", "sample"]), default="none", show_default=True,
+              help="Price data for bid regions and limit prices (none keeps the build deterministic).")
 @click.option("--flowc-path", type=click.Path(dir_okay=False), default=None,
               help="Absolute path of flowc on the hosts, for systemd units (default /usr/local/bin/flowc).")
 @_FORMAT
 @_STRICT
 @_guard
-def build(file: str, out: Path, check_only: bool, namespace: str | None, project: str | None,
+def build(file: str, out: Path, check_only: bool, namespace: str | None, project: str | None, prices: str,
           flowc_path: str | None, fmt: str, strict: bool) -> int:
     """Compile FILE and write everything that runs it into OUTPUT, atomically."""
     import re
@@ -136,6 +138,10 @@ def build(file: str, out: Path, check_only: bool, namespace: str | None, project
         raise click.BadParameter("must be an absolute path of letters, digits and ._/+-", param_hint="--flowc-path")
     options = {key: value for key, value in (("namespace", namespace), ("flowc_path", flowc_path),
                                              ("project", project)) if value}
+    if prices != "none":
+        from flowc.providers.mithril.provider import MithrilProvider
+
+        options["pricing"] = MithrilProvider(source=prices)
     result = compile_file(file, passes=BUILD_PASSES, options=options)
     _emit_diagnostics(result.diagnostics, fmt, err=True)
     if result.artifacts is None or _failed(result.diagnostics, strict):

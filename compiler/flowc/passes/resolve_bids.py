@@ -1,8 +1,11 @@
 """Pass ``resolve_bids``: Plan → Plan with a spot bid per task (``plan.bids``), every choice with its reason.
 
-Region: the task's, else the default region (FLC512: no price data to choose by). Limit price, per
-instance-hour: the task's ``max_price_per_hour``, else the priority tier table per GPU-hour × GPUs (the
-Flow SDK's defaults). Project: ``--project``, the document's ``mithril.project``, ``MITHRIL_PROJECT``, else the
+Prices come only through the pricing interface the driver hands in (``ctx.options["pricing"]``, a
+:class:`~flowc.providers.mithril.provider.MithrilProvider` when ``flowc build --prices`` asks for one), so a
+default build stays deterministic. Region: the task's, else :func:`select_region` over the offers, else
+the default region (FLC512). Limit price, per instance-hour: the task's ``max_price_per_hour``, else the
+recommendation from price history, else the priority tier table per GPU-hour × GPUs (the Flow SDK's
+defaults). Project: ``--project``, the document's ``mithril.project``, ``MITHRIL_PROJECT``, else the
 placeholder ``${MITHRIL_PROJECT}`` resolved at submission (FLC510). No ``ssh_keys`` is FLC511. The startup
 script runs the task's command in its image; past the API's 10,000 characters it is sent as a
 gzip+base64 self-extracting script, and past that again the build fails (FLC513).
@@ -49,15 +52,28 @@ def _bid(plan: Plan, task: TaskPlan, settings: dict, ctx: Context) -> BidPlan:
     where = ctx.span_of(("tasks", task.name)) if ("tasks", task.name) in getattr(ctx.document, "key_spans", {}) \
         else ctx.span_of(("name",))
     explain = []
+    pricing = ctx.options.get("pricing")
     region, region_source = task.region, "document"
+    if region is None and pricing is not None:
+        chosen = select_region(pricing.get_spot_prices([task.instance.name]), task.num_instances)
+        if chosen is not None:
+            region, region_source = chosen.region, "prices"
+            explain.append(f"region choice: most capacity ({chosen.availability}), then lowest price "
+                           f"(${chosen.price_per_hour:.2f}) among the offers for {task.instance.name}")
     if region is None:
         region, region_source = DEFAULT_REGION, "default"
         ctx.warn("FLC512", f"task '{task.name}' names no region and no price data is at hand; its bid uses "
                  f"'{region}'", at=where, help="set 'region', or build where the pricing store has observations")
     explain.append(f"region: {region} ({region_source})")
+    advice = None
+    if task.max_price_per_hour is None and pricing is not None:
+        advice = pricing.recommend_limit_price(task.instance.name, region)
     if task.max_price_per_hour is not None:
         price, price_source = task.max_price_per_hour, "document"
         explain.append(f"limit price: ${price:.2f}/instance-hour from max_price_per_hour")
+    elif advice is not None:
+        price, price_source = advice.price, "history"
+        explain.append(f"limit price: ${price:.2f}/instance-hour recommended from price history: {advice.rationale}")
     else:
         tiers = TIER_PRICES.get(task.instance.gpu, TIER_PRICES["default"])
         per_gpu = tiers[("low", "med", "high").index(task.priority)]
@@ -89,6 +105,25 @@ def _bid(plan: Plan, task: TaskPlan, settings: dict, ctx: Context) -> BidPlan:
         body["notification_email"] = settings["notification_email"]
     return BidPlan(body=body, region_source=region_source, limit_price_source=price_source,
                    startup_script_encoding=encoding, explain=tuple(explain))
+
+
+def select_region(offers: list, quantity: int) -> object | None:
+    """The region policy of the providers design: most available capacity first, lowest price on a tie.
+
+    Offers that say they cannot hold ``quantity`` instances are skipped (multi-instance bids are all or
+    nothing); offers that do not say are kept last.
+
+    Args:
+        offers: Spot prices (``region``, ``price_per_hour``, ``availability``) of one instance type.
+        quantity: Instances the bid asks for.
+
+    Returns:
+        The chosen offer, or ``None`` when there is none.
+    """
+    usable = [o for o in offers if o.availability is None or o.availability >= quantity]
+    if not usable:
+        return None
+    return min(usable, key=lambda o: (-(o.availability or 0), o.price_per_hour, o.region))
 
 
 def placement_spec(task: TaskPlan) -> dict:
