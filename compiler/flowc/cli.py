@@ -119,6 +119,7 @@ def check(files: tuple[str, ...], fmt: str, strict: bool) -> int:
 @click.option("-n", "--namespace", callback=lambda _ctx, _param, value: _namespace(value),
               help="Kubernetes namespace of every object (overrides the document's).")
 @click.option("--project", default=None, help="Mithril project (id or name) for the bids (else MITHRIL_PROJECT).")
+@click.option("--resolve", is_flag=True, help="Resolve bid names to Mithril ids through the API (MITHRIL_API_KEY).")
 @click.option("--prices", type=click.Choice(["none", "local", "live", "sample"]), default="none", show_default=True,
               help="Price data for bid regions and limit prices (none keeps the build deterministic).")
 @click.option("--flowc-path", type=click.Path(dir_okay=False), default=None,
@@ -126,8 +127,8 @@ def check(files: tuple[str, ...], fmt: str, strict: bool) -> int:
 @_FORMAT
 @_STRICT
 @_guard
-def build(file: str, out: Path, check_only: bool, namespace: str | None, project: str | None, prices: str,
-          flowc_path: str | None, fmt: str, strict: bool) -> int:
+def build(file: str, out: Path, check_only: bool, namespace: str | None, project: str | None, resolve: bool,
+          prices: str, flowc_path: str | None, fmt: str, strict: bool) -> int:
     """Compile FILE and write everything that runs it into OUTPUT, atomically."""
     import re
 
@@ -142,6 +143,11 @@ def build(file: str, out: Path, check_only: bool, namespace: str | None, project
         from flowc.providers.mithril.provider import MithrilProvider
 
         options["pricing"] = MithrilProvider(source=prices)
+    if resolve:
+        from flowc.providers.mithril.api.client import ApiClient
+        from flowc.providers.mithril.resolve import Resolver
+
+        options["resolver"] = Resolver(ApiClient())
     result = compile_file(file, passes=BUILD_PASSES, options=options)
     _emit_diagnostics(result.diagnostics, fmt, err=True)
     if result.artifacts is None or _failed(result.diagnostics, strict):

@@ -77,4 +77,5 @@ CODES: dict[str, str] = {
     "FLC511": "bid without ssh keys",
     "FLC512": "bid region chosen without price data",
     "FLC513": "startup script too long",
+    "FLC514": "bid identifiers cannot be resolved",
 }

@@ -103,6 +103,16 @@ def _bid(plan: Plan, task: TaskPlan, settings: dict, ctx: Context) -> BidPlan:
     }
     if "notification_email" in settings:
         body["notification_email"] = settings["notification_email"]
+    resolver = ctx.options.get("resolver")
+    if resolver is not None and project != PROJECT_PLACEHOLDER:
+        try:
+            body = resolver.resolve(body)
+            explain.append("identifiers: resolved to ids through the API (--resolve)")
+        except Exception as exc:  # noqa: BLE001 - the resolver's API and lookup errors all become FLC514
+            ctx.error("FLC514", f"cannot resolve the bid of task '{task.name}': {exc}", at=where,
+                      help=getattr(exc, "help", None) or "check the names against your Mithril account")
+    else:
+        explain.append("identifiers: names, resolved to ids at submission (instance-type ids differ per region)")
     return BidPlan(body=body, region_source=region_source, limit_price_source=price_source,
                    startup_script_encoding=encoding, explain=tuple(explain))
 
