@@ -213,3 +213,16 @@ def test_unknown_node_is_an_error(tmp_path: Path, node: str) -> None:
     plan = build(tmp_path, pipeline())
     code, _, stderr = launch(plan, node)
     assert code == 1 and "node 'nowhere' is not in" in stderr
+
+
+def test_channels_create_and_remove(tmp_path: Path) -> None:
+    plan = build(tmp_path, pipeline())
+    run = [sys.executable, "-m", "flowc", "channels"]
+    created = subprocess.run([*run, "create", str(plan), "--node", "dev"], capture_output=True, text=True, check=False)
+    assert created.returncode == 0, created.stderr
+    assert len(leftovers("topology.yaml", "dev")) == 3, "two rings and the registry"
+    removed = subprocess.run([*run, "remove", str(plan), "--node", "dev"], capture_output=True, text=True, check=False)
+    assert removed.returncode == 0 and "removed 2 channel(s)" in removed.stderr
+    assert leftovers("topology.yaml", "dev") == []
+    unknown = subprocess.run([*run, "create", str(plan), "--node", "nope"], capture_output=True, text=True, check=False)
+    assert unknown.returncode == 1 and "node 'nope' is not in" in unknown.stderr and "Traceback" not in unknown.stderr

@@ -274,6 +274,17 @@ def run_bridge_command(plan: str, node: str, route: str, direction: str, index: 
     return run_bridge(plan, node, route, direction, index)
 
 
+def _node_layout(plan: str, node: str) -> Any:
+    """The run-time layout of NODE in PLAN; an unknown node is the user's error (exit 1), not a bug."""
+    from flowc.runtime.actor_main import load_plan
+    from flowc.runtime.layout import NodeLayout
+
+    loaded = load_plan(plan)
+    if node not in loaded.nodes:
+        raise click.ClickException(f"node '{node}' is not in {plan} (it has: {', '.join(sorted(loaded.nodes))})")
+    return NodeLayout.of(loaded, node)
+
+
 @main.group()
 def channels() -> None:
     """Create or remove a node's shared-memory channels (for actors run one by one, e.g. by systemd)."""
@@ -286,10 +297,8 @@ def channels() -> None:
 def channels_create(plan: str, node: str) -> int:
     """Create NODE's channels from PLAN (after removing any a dead run left)."""
     from flowc.runtime import segments
-    from flowc.runtime.actor_main import load_plan
-    from flowc.runtime.layout import NodeLayout
 
-    layout = NodeLayout.of(load_plan(plan), node)
+    layout = _node_layout(plan, node)
     try:
         segments.reclaim(layout)
     except segments.AlreadyRunning as exc:
@@ -309,10 +318,8 @@ def channels_create(plan: str, node: str) -> int:
 def channels_remove(plan: str, node: str) -> int:
     """Remove NODE's channels and their registry."""
     from flowc.runtime import segments
-    from flowc.runtime.actor_main import load_plan
-    from flowc.runtime.layout import NodeLayout
 
-    layout = NodeLayout.of(load_plan(plan), node)
+    layout = _node_layout(plan, node)
     segments.remove(layout, {})
     removed = segments.reclaim(layout)
     click.echo(f"flowc channels: removed {len(removed)} channel(s) of '{node}'", err=True)
