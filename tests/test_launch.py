@@ -226,3 +226,13 @@ def test_channels_create_and_remove(tmp_path: Path) -> None:
     assert leftovers("topology.yaml", "dev") == []
     unknown = subprocess.run([*run, "create", str(plan), "--node", "nope"], capture_output=True, text=True, check=False)
     assert unknown.returncode == 1 and "node 'nope' is not in" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def test_a_file_that_is_not_a_plan_is_an_error(tmp_path: Path) -> None:
+    bad = tmp_path / "plan.json"
+    bad.write_text('{"nodes": 1}')
+    for command in (["launch", str(bad), "--node", "a"], ["run-actor", str(bad), "--node", "a", "--actor", "b"],
+                    ["channels", "create", str(bad), "--node", "a"]):
+        proc = subprocess.run([sys.executable, "-m", "flowc", *command], capture_output=True, text=True, check=False)
+        assert proc.returncode == 1, proc.stderr
+        assert "is not a flowc plan" in proc.stderr and "Traceback" not in proc.stderr

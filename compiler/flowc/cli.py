@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from flowc import __version__
+from flowc.diagnostics import UserError
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 _FILE = click.Path(exists=True, dir_okay=False, readable=True, path_type=str)
@@ -32,6 +33,9 @@ def _guard(command: Callable[..., int]) -> Callable[..., None]:
             code = command(*args, **kwargs)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except UserError as exc:
+            click.echo(f"flowc: error: {exc}", err=True)
+            sys.exit(EXIT_ERRORS)
         except Exception as exc:  # noqa: BLE001 - the documented last line of defence
             if debug:
                 raise

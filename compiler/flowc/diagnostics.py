@@ -79,6 +79,10 @@ class Diagnostic:
         return (self.span.path, self.span.line, self.span.col, self.code, self.message)
 
 
+class UserError(Exception):
+    """A problem with what the user handed a command (not a bug): the CLI prints it and exits 1."""
+
+
 class CompileError(Exception):
     """Raised by the pipeline when a stage ends with errors; carries every diagnostic so far."""
 

@@ -11,6 +11,7 @@ import os
 import shlex
 import sys
 
+from flowc.diagnostics import UserError
 from flowc.plan import Plan
 from flowc.runtime import CHANNELS_ENV, install_stop_handler
 from flowc.runtime.layout import NodeLayout
@@ -21,10 +22,24 @@ class ActorError(Exception):
     """The actor cannot be started (unknown actor, nothing to run, bad callable)."""
 
 
+class PlanError(UserError):
+    """The file is not a plan ``flowc build`` wrote (or a node slice of one)."""
+
+
 def load_plan(path: str) -> Plan:
-    """Read a plan (or a node slice of one) written by ``flowc build``."""
-    with open(path, encoding="utf-8") as handle:
-        return Plan.model_validate_json(handle.read())
+    """Read a plan (or a node slice of one) written by ``flowc build``.
+
+    Raises:
+        PlanError: When the file cannot be read or is not a flowc plan.
+    """
+    from pydantic import ValidationError
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return Plan.model_validate_json(handle.read())
+    except (OSError, UnicodeDecodeError, ValidationError) as exc:
+        first = str(exc).splitlines()[0]
+        raise PlanError(f"{path} is not a flowc plan ({first}); build one with 'flowc build FILE -o DIR'") from exc
 
 
 def run_actor(plan_path: str, node: str, actor: str) -> int:
