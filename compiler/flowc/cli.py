@@ -227,13 +227,9 @@ def launch(plan: str, node: str, duration: float | None, report_path: Path | Non
     """Run NODE's pinned shared-memory data path from PLAN (out/flowc/plan.json or a node slice)."""
     import json
 
-    from flowc.runtime.launcher import Launcher, LaunchError
+    from flowc.runtime.launcher import Launcher
 
-    try:
-        report = Launcher(plan, node, duration, oversubscribe=oversubscribe).run()
-    except LaunchError as exc:
-        click.echo(f"flowc launch: error: {exc}", err=True)
-        return EXIT_ERRORS
+    report = Launcher(plan, node, duration, oversubscribe=oversubscribe).run()
     if report_path is not None:
         report_path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     if sys.stdout.isatty():
@@ -255,13 +251,9 @@ def launch(plan: str, node: str, duration: float | None, report_path: Path | Non
 @_guard
 def run_actor_command(plan: str, node: str, actor: str) -> int:
     """Run one ACTOR of PLAN with its channels attached (the channels must exist)."""
-    from flowc.runtime.actor_main import ActorError, run_actor
+    from flowc.runtime.actor_main import run_actor
 
-    try:
-        return run_actor(plan, node, actor)
-    except ActorError as exc:
-        click.echo(f"flowc run-actor: error: {exc}", err=True)
-        return EXIT_ERRORS
+    return run_actor(plan, node, actor)
 
 
 @main.command("run-bridge", hidden=True)
@@ -285,7 +277,7 @@ def _node_layout(plan: str, node: str) -> Any:
 
     loaded = load_plan(plan)
     if node not in loaded.nodes:
-        raise click.ClickException(f"node '{node}' is not in {plan} (it has: {', '.join(sorted(loaded.nodes))})")
+        raise UserError(f"node '{node}' is not in {plan} (it has: {', '.join(sorted(loaded.nodes))})")
     return NodeLayout.of(loaded, node)
 
 
@@ -303,11 +295,7 @@ def channels_create(plan: str, node: str) -> int:
     from flowc.runtime import segments
 
     layout = _node_layout(plan, node)
-    try:
-        segments.reclaim(layout)
-    except segments.AlreadyRunning as exc:
-        click.echo(f"flowc channels: error: {exc}", err=True)
-        return EXIT_ERRORS
+    segments.reclaim(layout)
     rings = segments.create(layout)
     for ring in rings.values():
         ring.close()

@@ -18,7 +18,7 @@ from flowc.runtime.layout import NodeLayout
 from flowc.runtime.system import Numa
 
 
-class ActorError(Exception):
+class ActorError(UserError):
     """The actor cannot be started (unknown actor, nothing to run, bad callable)."""
 
 

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from flowc.diagnostics import UserError
 from flowc.runtime import segments
 from flowc.runtime.actor_main import load_plan
 from flowc.runtime.layout import NodeLayout
@@ -32,7 +33,7 @@ DRAIN_TIMEOUT_S = 10.0
 KILL_TIMEOUT_S = 3.0
 
 
-class LaunchError(Exception):
+class LaunchError(UserError):
     """The node cannot run, or stopped because an actor kept failing."""
 
 
@@ -147,10 +148,7 @@ class Launcher:
             self.say("cpus mapped onto the allowed set: " + ", ".join(f"{k}->{v}" for k, v in self.cpu_mapping.items()))
         self.notes.append(Numa().describe())
         self.say(self.notes[-1])
-        try:
-            removed = segments.reclaim(self.layout)
-        except segments.AlreadyRunning as exc:
-            raise LaunchError(str(exc)) from exc
+        removed = segments.reclaim(self.layout)
         if removed:
             self.say(f"reclaimed {len(removed)} segment(s) a previous run left behind")
         report_dir = self.layout.report_dir

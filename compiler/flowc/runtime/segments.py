@@ -12,10 +12,11 @@ import os
 import shutil
 from typing import Any
 
+from flowc.diagnostics import UserError
 from flowc.runtime.layout import NodeLayout
 
 
-class AlreadyRunning(Exception):
+class AlreadyRunning(UserError):
     """Another live launcher owns this node's segments."""
 
 
