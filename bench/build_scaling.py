@@ -184,7 +184,7 @@ def build_in_process(path: Path) -> tuple[float, int]:
 
 
 def _describe(path: Path, diagnostics: list) -> str:
-    from flowc.render import RENDERERS
+    from flowc.diagnostics.render import RENDERERS
 
     shown = RENDERERS["text"](diagnostics[:10])
     return f"{path}: the generated topology has {len(diagnostics)} diagnostic(s); the first:\n{shown}"

@@ -30,7 +30,7 @@ def test_check_does_not_import_heavy_libraries() -> None:
     loaded = {m.split(".")[0] for m in result["modules"]}
     assert "jsonschema" in loaded and "flowc" in loaded, "the probe must exercise the real check path"
     assert not loaded.intersection(HEAVY), loaded.intersection(HEAVY)
-    assert "flowc.plan" not in result["modules"] and "flowc.emit.kubernetes.emitter" not in result["modules"]
+    assert "flowc.model.plan" not in result["modules"] and "flowc.emit.kubernetes.emitter" not in result["modules"]
 
 
 def test_help_imports_only_click() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from flowc.runtime.layout import segment_prefix
+from flowc.model.node_view import segment_prefix
 
 TESTS = Path(__file__).resolve().parent
 

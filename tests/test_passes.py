@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from flowc import catalog
 from flowc.diagnostics import Context
+from flowc.model import catalog
+from flowc.model.units import format_cpuset, parse_cpuset, parse_size
 from flowc.passes.parse import parse
 from flowc.passes.substitute import substitute
 from flowc.pipeline import CHECK_PASSES, compile_source
-from flowc.units import format_cpuset, parse_cpuset, parse_size
 
 from conftest import ROOT
 

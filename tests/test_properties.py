@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
-from flowc.codes import CODES
 from flowc.diagnostics import Context
+from flowc.diagnostics.codes import CODES
+from flowc.diagnostics.render import render_text
 from flowc.emit import emit_all
 from flowc.passes.resolve_transports import DEFAULT_BUFFER_SIZE
 from flowc.pipeline import compile_source
-from flowc.render import render_text
 
 from strategies import (
     EXAMPLE_TEXTS,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from flowc.diagnostics import Context
 
 if TYPE_CHECKING:
-    from flowc.plan import Plan
+    from flowc.model.plan import Plan
 
 
 @dataclass(frozen=True, order=True)

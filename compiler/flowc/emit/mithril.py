@@ -10,7 +10,7 @@ import json
 
 from flowc.diagnostics import Context
 from flowc.emit import Artifact
-from flowc.plan import Plan
+from flowc.model.plan import Plan
 
 
 def emit_mithril(plan: Plan, ctx: Context) -> list[Artifact]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flowc.diagnostics import Context
 from flowc.emit import Artifact
-from flowc.plan import Plan
+from flowc.model.plan import Plan
 
 PLAN_PATH = "flowc/plan.json"
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from flowc.diagnostics import Context
 from flowc.emit import Artifact
-from flowc.plan import Plan
-from flowc.units import format_cpuset
+from flowc.model.plan import Plan
+from flowc.model.units import format_cpuset
 
 DEFAULT_USER = "flowc"
 DEFAULT_FLOWC = "/usr/local/bin/flowc"
@@ -70,7 +70,7 @@ def unit_text(text: str) -> str:
 def _environment() -> Any:
     import jinja2
 
-    from flowc.resources import resource_dir
+    from flowc.data import resource_dir
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(resource_dir("templates") / "systemd")),
@@ -111,9 +111,9 @@ def emit_systemd(plan: Plan, ctx: Context) -> list[Artifact]:
     env = _environment()
     artifacts = []
     for node, info in plan.nodes.items():
-        from flowc.runtime.layout import NodeLayout
+        from flowc.model.node_view import NodeView
 
-        layout = NodeLayout.of(plan, node)
+        layout = NodeView.of(plan, node)
         folder = f"systemd/{node}"
         plan_path = f"{plan_dir}/{node}.plan.json"
         common = {"source": plan.source, "topology": topology, "node": node, "user": user, "flowc": flowc,

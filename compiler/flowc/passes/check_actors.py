@@ -10,11 +10,11 @@ with 'command', or 'params' without 'run').
 
 from __future__ import annotations
 
-from flowc import ir
 from flowc.diagnostics import Context
-from flowc.endpoints import Endpoints, endpoints, numa_of_cpus
-from flowc.suggest import help_for
-from flowc.units import format_cpuset
+from flowc.diagnostics.suggestions import help_for
+from flowc.model import ir
+from flowc.model.units import format_cpuset
+from flowc.passes._channel_index import Endpoints, endpoints, numa_of_cpus
 
 
 def check_actors(spec: ir.Spec, ctx: Context) -> ir.Spec:

@@ -7,10 +7,10 @@ nodes without a route; the help spells the route to add), FLC323 (route to its o
 
 from __future__ import annotations
 
-from flowc import ir
 from flowc.diagnostics import Context
-from flowc.endpoints import endpoints
-from flowc.suggest import help_for
+from flowc.diagnostics.suggestions import help_for
+from flowc.model import ir
+from flowc.passes._channel_index import endpoints
 
 
 def check_routes(spec: ir.Spec, ctx: Context) -> ir.Spec:

@@ -14,10 +14,10 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from flowc import resources
+from flowc import data
 from flowc.diagnostics import Context, Span
-from flowc.document import Document, Path
-from flowc.suggest import help_for
+from flowc.diagnostics.suggestions import help_for
+from flowc.model.document import Document, Path
 
 _TYPE_WORDS = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
                "number": "a number", "boolean": "true or false", "null": "empty"}
@@ -26,7 +26,7 @@ _RANGE = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveM
 
 @functools.cache
 def _validator() -> Draft202012Validator:
-    return Draft202012Validator(resources.schema())
+    return Draft202012Validator(data.schema())
 
 
 def check_schema(doc: Document, ctx: Context) -> Document:
@@ -190,7 +190,7 @@ class _Reporter:
 
     def _on_bad_text(self, error: ValidationError, path: Path, text: Any, key_span: bool = False) -> None:
         span = self.doc.key_span(path) if key_span else self.doc.span(path)
-        defs = resources.schema()["$defs"]
+        defs = data.schema()["$defs"]
         if error.schema.get("pattern") == defs["identifier"]["pattern"]:
             self.emit("FLC206", f"invalid name {_show(text)}", span,
                       "names are lowercase letters, digits, '_' and '-', starting with a letter and ending "

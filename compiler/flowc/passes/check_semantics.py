@@ -6,8 +6,8 @@ every semantic problem of the document (FLC3xx) before the pipeline stops.
 
 from __future__ import annotations
 
-from flowc import ir
 from flowc.diagnostics import Context
+from flowc.model import ir
 from flowc.passes.check_actors import check_actors
 from flowc.passes.check_routes import check_routes
 from flowc.passes.check_tasks import check_tasks

@@ -6,9 +6,9 @@ example, names Kubernetes cannot take, without building any output. Emits the ta
 
 from __future__ import annotations
 
-from flowc import ir
 from flowc.diagnostics import Context
 from flowc.emit import TARGET_CHECKS
+from flowc.model import ir
 
 
 def check_targets(spec: ir.Spec, ctx: Context) -> ir.Spec:

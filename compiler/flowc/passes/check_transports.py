@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import graphlib
 
-from flowc import ir
 from flowc.diagnostics import Context
-from flowc.endpoints import endpoints, placed_numa
+from flowc.model import ir
+from flowc.passes._channel_index import endpoints, placed_numa
 
 
 def check_transports(spec: ir.Spec, ctx: Context) -> ir.Spec:

@@ -1,4 +1,4 @@
-"""Pass ``lower``: schema-valid Document → :class:`~flowc.ir.Spec` (typed, frozen IR with spans).
+"""Pass ``lower``: schema-valid Document → :class:`~flowc.model.ir.Spec` (typed, frozen IR with spans).
 
 Objects are built with ``model_construct``: the data already passed the JSON Schema, so the IR's
 types hold by construction and ``flowc check`` does not pay for pydantic's validators (the tests
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowc import ir
 from flowc.diagnostics import Context, Span
-from flowc.document import Document, Path
-from flowc.units import parse_cpuset, parse_size
+from flowc.model import ir
+from flowc.model.document import Document, Path
+from flowc.model.units import parse_cpuset, parse_size
 
 #: Top-level sections that configure an output target; passed to its emitter as they are.
 TARGET_SECTIONS = ("kubernetes", "systemd", "mithril")

@@ -1,4 +1,4 @@
-"""Pass ``parse``: source text → :class:`~flowc.document.Document` (plain data with spans).
+"""Pass ``parse``: source text → :class:`~flowc.model.document.Document` (plain data with spans).
 
 Emits FLC101 (syntax), FLC102 (size cap), FLC103 (empty), FLC104 (duplicate key),
 FLC105 (aliases and merge keys, refused so that no small file can expand into a huge one),
@@ -19,7 +19,7 @@ from ruamel.yaml.events import AliasEvent
 from ruamel.yaml.reader import ReaderError
 
 from flowc.diagnostics import Context, Span
-from flowc.document import Document, Path
+from flowc.model.document import Document, Path
 
 MAX_BYTES = 4 * 1024 * 1024
 _QUOTED = ("SingleQuotedScalarString", "DoubleQuotedScalarString")

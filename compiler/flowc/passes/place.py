@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from flowc import ir
 from flowc.diagnostics import Context
-from flowc.endpoints import endpoints, placed_numa
+from flowc.model import ir
+from flowc.passes._channel_index import endpoints, placed_numa
 
 
 @dataclass(frozen=True, order=True)

@@ -19,7 +19,7 @@ import hashlib
 import shlex
 
 from flowc.diagnostics import Context
-from flowc.plan import BidPlan, Plan, TaskPlan
+from flowc.model.plan import BidPlan, Plan, TaskPlan
 
 #: USD per GPU-hour by priority (Flow SDK ``DEFAULT_PRICING`` / 3.x ``pricing.json``).
 TIER_PRICES = {

@@ -1,4 +1,4 @@
-"""Pass ``resolve_transports``: PlacementGraph → :class:`~flowc.plan.Plan`.
+"""Pass ``resolve_transports``: PlacementGraph → :class:`~flowc.model.plan.Plan`.
 
 The AlphaPulse rule, made explicit: producer and consumer on the same node and NUMA domain → shared
 memory; same node, other NUMA domain → shared memory with FLC401 (warning: every message crosses the
@@ -9,11 +9,11 @@ document omits are inferred from the number of producers and consumers on each n
 from __future__ import annotations
 
 from flowc.diagnostics import Context
-from flowc.endpoints import endpoints
+from flowc.model.plan import ActorPlan, ChannelPlan, LinkPlan, NodePlan, Plan, RoutePlan
+from flowc.model.units import format_cpuset
+from flowc.passes._channel_index import endpoints
+from flowc.passes._tasks import plan_task
 from flowc.passes.place import PlacementGraph
-from flowc.plan import ActorPlan, ChannelPlan, LinkPlan, NodePlan, Plan, RoutePlan
-from flowc.task_plan import plan_task
-from flowc.units import format_cpuset
 
 DEFAULT_BUFFER_SIZE = 4 * 1024 * 1024
 ROUTE_PORT_BASE = 7400

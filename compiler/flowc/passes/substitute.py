@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from flowc.diagnostics import Context
-from flowc.document import Document, Path
+from flowc.model.document import Document, Path
 
 _REF = re.compile(r"\$\$|\$\{([^}]*)\}|\$\{")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

@@ -11,40 +11,26 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 from typing import Any
 
+from flowc.runtime.stop import install_stop_handler, stopping
+
 CHANNELS_ENV = "FLOWC_CHANNELS"
-_stop = False
 
-
-def _on_term(_signum: int, _frame: Any) -> None:
-    global _stop
-    _stop = True
-
-
-def install_stop_handler() -> None:
-    """Make SIGTERM and SIGINT set :func:`stopping` instead of killing the process."""
-    signal.signal(signal.SIGTERM, _on_term)
-    signal.signal(signal.SIGINT, _on_term)
-
-
-def stopping() -> bool:
-    """Whether the launcher asked this actor to stop (producers poll this between messages)."""
-    return _stop
+__all__ = ["CHANNELS_ENV", "inputs", "install_stop_handler", "outputs", "stopping"]
 
 
 def _io() -> tuple[dict[str, Any], dict[str, Any]]:
-    from flowc.runtime.endpoints import attach
+    from flowc.runtime.channels import attach
 
     return attach(json.loads(os.environ.get(CHANNELS_ENV, "{}")))
 
 
 def inputs() -> dict[str, Any]:
-    """Attach this actor's input channels: channel name → :class:`~flowc.runtime.endpoints.Input`."""
+    """Attach this actor's input channels: channel name → :class:`~flowc.runtime.channels.Input`."""
     return _io()[0]
 
 
 def outputs() -> dict[str, Any]:
-    """Attach this actor's output channels: channel name → :class:`~flowc.runtime.endpoints.Output`."""
+    """Attach this actor's output channels: channel name → :class:`~flowc.runtime.channels.Output`."""
     return _io()[1]

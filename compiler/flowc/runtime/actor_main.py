@@ -12,9 +12,9 @@ import shlex
 import sys
 
 from flowc.diagnostics import UserError
-from flowc.plan import Plan
+from flowc.model.node_view import NodeView
+from flowc.model.plan import Plan
 from flowc.runtime import CHANNELS_ENV, install_stop_handler
-from flowc.runtime.layout import NodeLayout
 from flowc.runtime.system import Numa
 
 
@@ -59,7 +59,7 @@ def run_actor(plan_path: str, node: str, actor: str) -> int:
     plan = load_plan(plan_path)
     if node not in plan.nodes or actor not in plan.nodes[node].actors:
         raise ActorError(f"no actor '{actor}' on node '{node}' in {plan_path}")
-    layout = NodeLayout.of(plan, node)
+    layout = NodeView.of(plan, node)
     info = plan.nodes[node].actors[actor]
     Numa().bind(info.numa)
     os.environ.update({"FLOWC_ACTOR": actor, "FLOWC_NODE": node, CHANNELS_ENV: json.dumps(layout.actor_io[actor])})
@@ -71,7 +71,7 @@ def run_actor(plan_path: str, node: str, actor: str) -> int:
         except (ImportError, AttributeError) as exc:
             raise ActorError(f"actor '{actor}': cannot load '{info.run}': {exc}") from exc
         install_stop_handler()
-        from flowc.runtime.endpoints import attach
+        from flowc.runtime.channels import attach
 
         inputs, outputs = attach(layout.actor_io[actor])
         target(inputs, outputs, dict(info.params))

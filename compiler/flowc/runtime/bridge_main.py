@@ -12,11 +12,11 @@ import os
 import signal
 import threading
 
+from flowc.model.node_view import NodeView
 from flowc.runtime.actor_main import load_plan
-from flowc.runtime.layout import NodeLayout
 
 
-def state_path(layout: NodeLayout, route: str) -> str:
+def state_path(layout: NodeView, route: str) -> str:
     """Where a route's receiver records the last sequence it delivered (survives a receiver restart)."""
     return f"/dev/shm/{layout.prefix}-{route}.state"
 
@@ -35,10 +35,10 @@ def run_bridge(plan_path: str, node: str, route: str, direction: str, index: int
         The exit code.
     """
     from flowc.runtime.bridge import Receiver, Sender
-    from flowc.runtime.endpoints import Input, Output
+    from flowc.runtime.channels import Input, Output
     from flowc.runtime.ring import Ring
 
-    layout = NodeLayout.of(load_plan(plan_path), node)
+    layout = NodeView.of(load_plan(plan_path), node)
     bridge = next(b for b in layout.bridges if (b.route, b.direction, b.index) == (route, direction, index))
     ring = Ring.attach(layout.rings[bridge.channel].name)
     stop = threading.Event()

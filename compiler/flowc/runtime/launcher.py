@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowc.diagnostics import UserError
+from flowc.model.node_view import NodeView
 from flowc.runtime import segments
 from flowc.runtime.actor_main import load_plan
-from flowc.runtime.layout import NodeLayout
 from flowc.runtime.report import build_report
 from flowc.runtime.system import Numa, cpu_map, die_with_parent, pin
 
@@ -112,7 +112,7 @@ class Launcher:
         if node not in self.plan.nodes:
             raise LaunchError(f"node '{node}' is not in {plan_path} (it has: {', '.join(sorted(self.plan.nodes))})")
         self.node = node
-        self.layout = NodeLayout.of(self.plan, node)
+        self.layout = NodeView.of(self.plan, node)
         self.duration = duration
         self.log = log
         self.stop_requested = False

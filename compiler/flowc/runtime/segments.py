@@ -13,7 +13,7 @@ import shutil
 from typing import Any
 
 from flowc.diagnostics import UserError
-from flowc.runtime.layout import NodeLayout
+from flowc.model.node_view import NodeView
 
 
 class AlreadyRunning(UserError):
@@ -30,7 +30,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def reclaim(layout: NodeLayout) -> list[str]:
+def reclaim(layout: NodeView) -> list[str]:
     """Remove segments a dead launcher of this plan and node left behind.
 
     Args:
@@ -61,7 +61,7 @@ def reclaim(layout: NodeLayout) -> list[str]:
     return removed
 
 
-def create(layout: NodeLayout) -> dict[str, Any]:
+def create(layout: NodeView) -> dict[str, Any]:
     """Create every ring of the node and record them.
 
     Args:
@@ -83,7 +83,7 @@ def create(layout: NodeLayout) -> dict[str, Any]:
     return rings
 
 
-def remove(layout: NodeLayout, rings: dict[str, Any]) -> None:
+def remove(layout: NodeView, rings: dict[str, Any]) -> None:
     """Close and remove the node's rings and its registry."""
     from flowc.runtime.ring import Ring
 
@@ -95,7 +95,7 @@ def remove(layout: NodeLayout, rings: dict[str, Any]) -> None:
     _remove(layout.registry)
 
 
-def _record(layout: NodeLayout, segments: list[str]) -> None:
+def _record(layout: NodeView, segments: list[str]) -> None:
     tmp = f"{layout.registry}.{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as handle:
         json.dump({"launcher": os.getpid(), "node": layout.node, "segments": sorted(segments)}, handle)

@@ -23,7 +23,7 @@ from flowc.emit.kubernetes.settings import (
     Settings,
     mebibytes,
 )
-from flowc.plan import NodePlan, Plan
+from flowc.model.plan import NodePlan, Plan
 
 MIB = 1024 * 1024
 

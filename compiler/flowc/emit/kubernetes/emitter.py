@@ -16,8 +16,8 @@ from flowc.emit.kubernetes.datapath import node_objects, route_service
 from flowc.emit.kubernetes.settings import Settings, k8s_name
 from flowc.emit.kubernetes.tasks import task_objects
 from flowc.emit.yaml_dump import dump_yaml
-from flowc.plan import Plan
-from flowc.units import format_cpuset
+from flowc.model.plan import Plan
+from flowc.model.units import format_cpuset
 
 
 def emit_kubernetes(plan: Plan, ctx: Context) -> list[Artifact]:

@@ -7,9 +7,9 @@ ConfigMap and a ``-routes`` Service. Emits FLC505 (a name or hostname Kubernetes
 
 from __future__ import annotations
 
-from flowc import ir
 from flowc.diagnostics import Context, Span
 from flowc.emit.kubernetes.settings import k8s_name, valid_dns_label
+from flowc.model import ir
 
 ROUTES_SUFFIX = "-routes"
 PLAN_SUFFIX = "-plan"

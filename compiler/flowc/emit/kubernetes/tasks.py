@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from flowc.emit.kubernetes.settings import DIST_PORT, GPU_RESOURCE, GROUP_LABEL, Settings
-from flowc.plan import TaskPlan
+from flowc.model.plan import TaskPlan
 
 _RDMA = ("infiniband", "roce")
 

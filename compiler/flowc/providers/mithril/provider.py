@@ -1,7 +1,7 @@
 """``MithrilProvider``: a thin facade over the pricing source, the local store and the statistics.
 
 Prices are per instance-hour as the API quotes them; per GPU-hour divides by the GPU count from flowc's catalog
-(``flowc.catalog.lookup``), and stays ``None`` for names the catalog does not know (such as raw ``it_…`` ids).
+(``flowc.model.catalog.lookup``), and stays ``None`` for names the catalog does not know (such as raw ``it_…`` ids).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def gpu_count(instance_type: str) -> int | None:
         >>> gpu_count("h100-80gb.sxm.8x"), gpu_count("it_5ECSoHQjLBzrp5YM")
         (8, None)
     """
-    from flowc.catalog import lookup
+    from flowc.model.catalog import lookup
 
     found = lookup(instance_type)
     return found.gpu_count if found is not None and found.gpu_count > 0 else None
@@ -48,7 +48,7 @@ def canonical_instance_type(name: str) -> str:
         >>> canonical_instance_type("8xh100"), canonical_instance_type("it_5ECSoHQjLBzrp5YM")
         ('h100-80gb.sxm.8x', 'it_5ECSoHQjLBzrp5YM')
     """
-    from flowc.catalog import lookup
+    from flowc.model.catalog import lookup
 
     found = lookup(name)
     return found.name if found is not None and found.known else name

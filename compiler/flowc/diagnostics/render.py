@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from flowc.codes import CODES
 from flowc.diagnostics import Diagnostic
+from flowc.diagnostics.codes import CODES
 
 
 def render_text(diagnostics: Iterable[Diagnostic]) -> str:

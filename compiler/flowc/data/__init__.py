@@ -1,7 +1,7 @@
-"""Locate the files flowc ships beside its code: ``schemas/`` and ``templates/``.
+"""The files flowc ships beside its code: this folder's data (the instance catalog), ``schemas/`` and ``templates/``.
 
-In a wheel they sit inside the package (``flowc/schemas``); in a source checkout they sit at the
-repository's top level. Both layouts are looked up here and nowhere else.
+In a wheel ``schemas`` and ``templates`` sit inside the package (``flowc/schemas``); in a source checkout they sit
+at the repository's top level. Both layouts are looked up here and nowhere else.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-_PACKAGE = Path(__file__).resolve().parent
+DATA_DIR = Path(__file__).resolve().parent
+_PACKAGE = DATA_DIR.parent
 
 
 def resource_dir(name: str) -> Path:

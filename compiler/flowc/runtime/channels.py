@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flowc.runtime import stopping
+from flowc.runtime.stop import stopping
 
 #: A blocked ``recv`` looks at the stop flag this often (it sleeps on the ring's doorbell meanwhile).
 _POLL_S = 0.1

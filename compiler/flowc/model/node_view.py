@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from flowc.plan import Plan
+from flowc.model.plan import Plan
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Bridge:
 
 
 @dataclass
-class NodeLayout:
+class NodeView:
     """The run-time layout of one node of a plan."""
 
     plan: Plan
@@ -53,7 +53,7 @@ class NodeLayout:
     bridges: list[Bridge] = field(default_factory=list)
 
     @classmethod
-    def of(cls, plan: Plan, node: str) -> NodeLayout:
+    def of(cls, plan: Plan, node: str) -> NodeView:
         """Compute the layout of ``node``.
 
         Args:

@@ -6,8 +6,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from flowc.plan import Plan
-from flowc.units import format_size
+from flowc.model.plan import Plan
+from flowc.model.units import format_size
 
 #: Edge colour per transport; cross-NUMA shared memory gets its own.
 COLORS = {"shm": "#2e7d32", "shm-cross-numa": "#ef6c00", "tcp": "#1565c0"}

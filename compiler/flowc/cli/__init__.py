@@ -56,7 +56,7 @@ def main(debug: bool) -> None:
 
 
 def _emit_diagnostics(diagnostics: list, fmt: str, err: bool = False) -> None:
-    from flowc.render import RENDERERS
+    from flowc.diagnostics.render import RENDERERS
 
     text = RENDERERS[fmt](diagnostics)
     if fmt == "text" and diagnostics and (sys.stderr if err else sys.stdout).isatty():
@@ -136,7 +136,7 @@ def build(file: str, out: Path, check_only: bool, namespace: str | None, project
     """Compile FILE and write everything that runs it into OUTPUT, atomically."""
     import re
 
-    from flowc.output import OutputError, drift, write_output
+    from flowc.emit.writer import OutputError, drift, write_output
     from flowc.pipeline import BUILD_PASSES, compile_file
 
     if flowc_path is not None and not re.fullmatch(r"/[A-Za-z0-9._/+-]+", flowc_path):
@@ -181,7 +181,7 @@ def build(file: str, out: Path, check_only: bool, namespace: str | None, project
 @_guard
 def graph(file: str, out: Path | None) -> int:
     """Print the placement graph of FILE as Graphviz DOT."""
-    from flowc.dot import render_dot, render_image
+    from flowc.emit.graph import render_dot, render_image
     from flowc.pipeline import compile_file
 
     result = compile_file(file)
@@ -205,7 +205,7 @@ def graph(file: str, out: Path | None) -> int:
 @_guard
 def schema() -> int:
     """Print flowc's JSON Schema (Draft 2020-12) for editors and other validators."""
-    from flowc.resources import resource_dir
+    from flowc.data import resource_dir
 
     click.echo((resource_dir("schemas") / "flowc.schema.json").read_text(encoding="utf-8"), nl=False)
     return EXIT_OK
@@ -272,13 +272,13 @@ def run_bridge_command(plan: str, node: str, route: str, direction: str, index: 
 
 def _node_layout(plan: str, node: str) -> Any:
     """The run-time layout of NODE in PLAN; an unknown node is the user's error (exit 1), not a bug."""
+    from flowc.model.node_view import NodeView
     from flowc.runtime.actor_main import load_plan
-    from flowc.runtime.layout import NodeLayout
 
     loaded = load_plan(plan)
     if node not in loaded.nodes:
         raise UserError(f"node '{node}' is not in {plan} (it has: {', '.join(sorted(loaded.nodes))})")
-    return NodeLayout.of(loaded, node)
+    return NodeView.of(loaded, node)
 
 
 @main.group()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from flowc import catalog, ir
-from flowc.plan import InstancePlan, TaskPlan, TopologyPlan, VolumePlan
+from flowc.model import catalog, ir
+from flowc.model.plan import InstancePlan, TaskPlan, TopologyPlan, VolumePlan
 
 
 def plan_task(task: ir.Task) -> TaskPlan:

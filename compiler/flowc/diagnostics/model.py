@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowc.codes import CODES
+from flowc.diagnostics.codes import CODES
 
 
 class Severity(enum.StrEnum):

@@ -10,7 +10,8 @@ import functools
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
+
+from flowc.data import DATA_DIR
 
 _GRAMMAR = re.compile(r"(?:(?P<n1>[0-9]+)x(?P<g1>[a-z][a-z0-9-]*)|(?P<g2>[a-z][a-z0-9-]*?)(?:x|:)(?P<n2>[0-9]+))\Z")
 
@@ -44,7 +45,7 @@ class InstanceType:
 
 @functools.cache
 def _data() -> dict:
-    return json.loads((Path(__file__).parent / "data" / "instances.json").read_text(encoding="utf-8"))
+    return json.loads((DATA_DIR / "instances.json").read_text(encoding="utf-8"))
 
 
 @functools.cache

@@ -1,7 +1,7 @@
 """Who writes and who reads each channel on each node, derived once from the IR.
 
 Semantic checks and the placement pass both ask these questions; this module answers them from the
-:class:`~flowc.ir.Spec` alone, so neither has to walk the other's data.
+:class:`~flowc.model.ir.Spec` alone, so neither has to walk the other's data.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from flowc import ir
+from flowc.model import ir
 
 
 @dataclass(frozen=True)

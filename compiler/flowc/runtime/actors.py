@@ -1,0 +1,122 @@
+"""Built-in actors for demonstrations and measurement, usable as ``run: flowc.actors:<name>``.
+
+Every message a :func:`synthetic_producer` writes starts with a header: the send time
+(``CLOCK_MONOTONIC`` nanoseconds, shared by all processes of a machine), a per-producer sequence number
+and the producer's id. :func:`latency_sink` uses it to measure end-to-end latency and to check that
+each producer's messages arrive once and in order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import time
+import zlib
+from array import array
+from collections.abc import Iterator
+from typing import Any
+
+from flowc.runtime.stop import stopping
+
+HEADER = struct.Struct("<QQI")
+REPORT_DIR_ENV = "FLOWC_REPORT_DIR"
+
+
+def synthetic_producer(inputs: dict[str, Any], outputs: dict[str, Any], params: dict[str, Any]) -> None:
+    """Write timestamped messages to every output until stopped.
+
+    Args:
+        inputs: Unused (a producer has none).
+        outputs: Channel name → sender.
+        params: ``rate`` messages per second (0: as fast as the channel takes them), ``size`` bytes per
+            message (at least the 20-byte header), ``count`` messages before finishing (0: until stopped).
+    """
+    rate = float(params.get("rate", 1000))
+    size = max(HEADER.size, int(params.get("size", 64)))
+    count = int(params.get("count", 0))
+    ident = zlib.crc32(os.environ.get("FLOWC_ACTOR", "producer").encode())
+    body = bytearray(size)
+    period = 1e9 / rate if rate > 0 else 0.0
+    start = time.monotonic_ns()
+    seq = 0
+    while not stopping() and (count == 0 or seq < count):
+        if period:
+            due = start + int(seq * period)
+            while (now := time.monotonic_ns()) < due:
+                if due - now > 200_000:
+                    time.sleep((due - now - 100_000) / 1e9)
+        HEADER.pack_into(body, 0, time.monotonic_ns(), seq, ident)
+        for out in outputs.values():
+            while not out.send(body, timeout=0.1):
+                if stopping():
+                    return
+        seq += 1
+
+
+def messages(inputs: dict[str, Any]) -> Iterator[bytes]:
+    """Yield every message of ``inputs`` until each is closed and drained.
+
+    Args:
+        inputs: Channel name → receiver.
+
+    Yields:
+        Messages, in each channel's order (channels interleave).
+    """
+    live = dict(inputs)
+    while live:
+        for name, inp in list(live.items()):
+            # One input blocks on its doorbell; several are polled in turn.
+            message = inp.recv(timeout=0.05 if len(live) > 1 else None)
+            if message is not None:
+                yield message
+            elif inp.closed:
+                del live[name]
+
+
+def relay(inputs: dict[str, Any], outputs: dict[str, Any], params: dict[str, Any]) -> None:
+    """Pass every message of its inputs on to all its outputs, until the inputs are drained and closed.
+
+    Args:
+        inputs: Channel name → receiver.
+        outputs: Channel name → sender.
+        params: Unused.
+    """
+    for message in messages(inputs):
+        for out in outputs.values():
+            out.send(message)
+
+
+def latency_sink(inputs: dict[str, Any], outputs: dict[str, Any], params: dict[str, Any]) -> None:
+    """Receive until the inputs are drained and closed; record latency and per-producer order.
+
+    Writes ``<FLOWC_REPORT_DIR>/<actor>.latency`` (int64 nanoseconds) and ``<actor>.json`` (counts, and
+    how many messages arrived out of order or twice) when it finishes.
+
+    Args:
+        inputs: Channel name → receiver.
+        outputs: Unused (a consumer has none).
+        params: Unused.
+    """
+    samples = array("q")
+    last: dict[int, int] = {}
+    disorder = 0
+    for message in messages(inputs):
+        sent, seq, ident = HEADER.unpack_from(message)
+        samples.append(time.monotonic_ns() - sent)
+        if seq != last.get(ident, -1) + 1:
+            disorder += 1
+        last[ident] = seq
+    _write_report(samples, {"count": len(samples), "out_of_order": disorder, "producers": len(last),
+                            "last_seq": {str(k): v for k, v in sorted(last.items())}})
+
+
+def _write_report(samples: array, summary: dict[str, Any]) -> None:
+    directory = os.environ.get(REPORT_DIR_ENV)
+    if not directory:
+        return
+    actor = os.environ.get("FLOWC_ACTOR", "sink")
+    with open(os.path.join(directory, f"{actor}.latency"), "wb") as handle:
+        samples.tofile(handle)
+    with open(os.path.join(directory, f"{actor}.json"), "w", encoding="utf-8") as handle:
+        json.dump(summary, handle, sort_keys=True)
