@@ -13,8 +13,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from flowc.passes.resolve_bids import PLAIN_LIMIT, compress_script, render_script
-from flowc.pipeline import BUILD_PASSES, compile_source
+from flowc.emit.mithril.script import PLAIN_LIMIT, compress_script, render_script
+from flowc.model.options import BuildOptions
+from flowc.pipeline import compile_source
 
 from conftest import ROOT
 
@@ -23,7 +24,8 @@ SOURCES = sorted((ROOT / "examples").glob("*.yaml")) + sorted((ROOT / "tests" / 
 
 
 def bids(text: str, **options: str) -> tuple[dict[str, dict], list]:
-    result = compile_source(text, "t.yaml", environ={}, passes=BUILD_PASSES, options=options)
+    result = compile_source(text, "t.yaml", environ={}, until="artifacts",
+                            options=BuildOptions(target_options={"mithril": options}))
     assert result.artifacts is not None, result.diagnostics
     return ({a.path[len("mithril/"):-5]: json.loads(a.content) for a in result.artifacts
              if a.path.startswith("mithril/") and a.path.endswith(".json")}, result.diagnostics)
@@ -124,7 +126,7 @@ def test_script_size_boundary_and_round_trip(tmp_path: Path) -> None:
     assert proc.returncode == 0 and proc.stdout.strip() == "x" * PLAIN_LIMIT
     noise = "".join(hashlib.sha256(str(i).encode()).hexdigest() for i in range(600))
     result = compile_source(f"name: t\ninstance_type: a100\ncommand: echo {noise}\n", "t.yaml", environ={},
-                            passes=BUILD_PASSES)
+                            until="artifacts")
     assert result.artifacts is None and any(d.code == "FLC513" for d in result.diagnostics)
     assert "over flowc's limit" in next(d.message for d in result.diagnostics if d.code == "FLC513")
 
@@ -169,7 +171,7 @@ def test_region_policy_capacity_first_then_price() -> None:
               _Offer("me-central1-a", 1.0, 1)]
     pricing = _Pricing(offers)
     result = compile_source("name: t\ninstance_type: 8xh100\nnum_instances: 2\n", "t.yaml", environ={},
-                            passes=BUILD_PASSES, options={"pricing": pricing})
+                            until="artifacts", options=BuildOptions(prices=pricing))
     body = json.loads(next(a.content for a in result.artifacts if a.path == "mithril/t.json"))
     assert body["region"] == "eu-central1-a", "16 available beats 8; at 16 the cheaper wins"
     assert body["limit_price"] == "$19.37"
@@ -179,7 +181,7 @@ def test_region_policy_capacity_first_then_price() -> None:
     assert "FLC512" not in {d.code for d in result.diagnostics}
     none_fit = _Pricing([_Offer("us-east1-a", 10.0, 1)], advice=False)
     result = compile_source("name: t\ninstance_type: 8xh100\nnum_instances: 2\n", "t.yaml", environ={},
-                            passes=BUILD_PASSES, options={"pricing": none_fit})
+                            until="artifacts", options=BuildOptions(prices=none_fit))
     body = json.loads(next(a.content for a in result.artifacts if a.path == "mithril/t.json"))
     assert body["region"] == "us-central5-a" and body["limit_price"] == "$64.00", "default region, tier price"
 

@@ -9,7 +9,8 @@ import yaml
 from click.testing import CliRunner
 
 from flowc.cli import main
-from flowc.pipeline import BUILD_PASSES, compile_source
+from flowc.model.options import BuildOptions
+from flowc.pipeline import compile_source
 
 from conftest import ROOT
 from k8s_schema import VERSIONS, errors
@@ -18,7 +19,8 @@ SOURCES = sorted((ROOT / "examples").glob("*.yaml")) + sorted((ROOT / "tests" / 
 
 
 def build(text: str, **options: str) -> dict[tuple[str, str], dict]:
-    result = compile_source(text, "t.yaml", environ={}, passes=BUILD_PASSES, options=options)
+    result = compile_source(text, "t.yaml", environ={}, until="artifacts",
+                            options=BuildOptions(target_options={"kubernetes": options}))
     assert result.artifacts is not None, result.diagnostics
     objects = {}
     for artifact in result.artifacts:

@@ -9,7 +9,7 @@ from flowc.model import catalog
 from flowc.model.units import format_cpuset, parse_cpuset, parse_size
 from flowc.passes.parse import parse
 from flowc.passes.substitute import substitute
-from flowc.pipeline import CHECK_PASSES, compile_source
+from flowc.pipeline import compile_source
 
 from conftest import ROOT
 
@@ -36,7 +36,7 @@ inter_node:
 
 
 def codes(text: str, environ: dict[str, str] | None = None) -> list[str]:
-    return [d.code for d in compile_source(text, "t.yaml", environ=environ or {}, passes=CHECK_PASSES).diagnostics]
+    return [d.code for d in compile_source(text, "t.yaml", environ=environ or {}, until="spec").diagnostics]
 
 
 def test_parse_keeps_key_and_value_positions() -> None:
@@ -133,7 +133,7 @@ actors:
 nodes:
   n: {hostname: n, actors: {a: {cpu: [0]}, b: {cpu: [1]}, c: {cpu: [2]}, d: {cpu: [3]}, e: {cpu: [4]}}}
 """
-    result = compile_source(text, "t.yaml", environ={}, passes=CHECK_PASSES)
+    result = compile_source(text, "t.yaml", environ={}, until="spec")
     cycles = sorted(d.message for d in result.diagnostics if d.code == "FLC402")
     assert cycles == ["actors form a cycle: 'a' -> 'b' -> 'c' -> 'a'", "actors form a cycle: 'd' -> 'e' -> 'd'"]
 

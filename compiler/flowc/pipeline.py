@@ -1,126 +1,143 @@
-"""The compiler driver: the one place that orders the passes.
+"""The compiler driver: the one place that orders the stages, folded in order.
 
-``PASSES`` reads top to bottom as the compilation does. After each pass the driver stops if that pass
-reported an error (collect, then raise), so a document with a schema error is never lowered and
-every error of one stage is reported together.
+:data:`STAGES` reads top to bottom as the compilation does: text → document → spec (the IR, checked) → placement
+graph → plan → artifacts. Each stage is one function ``stage(value, ctx) -> value`` loaded on first use, so
+``flowc check`` never imports what only a build needs. A stage with ``gate`` ends the compilation when it (or
+an ungated stage before it) reported an error: errors of one phase are collected, then reported together.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from flowc.diagnostics import CompileError, Context, Diagnostic, Span
-from flowc.passes.check_schema import check_schema
-from flowc.passes.check_semantics import check_semantics
-from flowc.passes.check_targets import check_targets
-from flowc.passes.check_transports import check_transports
-from flowc.passes.lower import lower
-from flowc.passes.parse import parse
-from flowc.passes.substitute import substitute
+from flowc.lazy import load
+from flowc.model.options import BuildOptions
+
+Kind = Literal["text", "document", "spec", "graph", "plan", "artifacts"]
 
 
-def _place(spec: Any, ctx: Context) -> Any:
-    from flowc.passes.place import place
+@dataclass(frozen=True)
+class Stage:
+    """One step of the compilation.
 
-    return place(spec, ctx)
+    Attributes:
+        name: The stage's name (its function's).
+        run: ``"module:function"``, called as ``function(value, ctx)``.
+        consumes: The kind of value it takes.
+        produces: The kind of value it returns.
+        gate: Stop after this stage when an error has been reported.
+    """
 
-
-def _resolve_transports(graph: Any, ctx: Context) -> Any:
-    from flowc.passes.resolve_transports import resolve_transports
-
-    return resolve_transports(graph, ctx)
-
-
-def _emit(plan: Any, ctx: Context) -> Any:
-    from flowc.emit import emit_all
-
-    return emit_all(plan, ctx)
-
-
-def _resolve_bids(plan: Any, ctx: Context) -> Any:
-    from flowc.passes.resolve_bids import resolve_bids
-
-    return resolve_bids(plan, ctx)
+    name: str
+    run: str
+    consumes: Kind
+    produces: Kind
+    gate: bool = True
 
 
-Pass = Callable[[Any, Context], Any]
+def _pass(name: str, consumes: Kind, produces: Kind, gate: bool = True) -> Stage:
+    return Stage(name, f"flowc.passes.{name}:{name}", consumes, produces, gate)
 
-#: Checks end at ``check_targets``; the last two passes need networkx and are loaded on demand.
-CHECK_PASSES: tuple[Pass, ...] = (
-    parse, substitute, check_schema, lower, check_semantics, check_transports, check_targets,
+
+STAGES: tuple[Stage, ...] = (
+    _pass("parse", "text", "document"),
+    _pass("substitute", "document", "document"),
+    _pass("check_schema", "document", "document"),
+    _pass("lower", "document", "spec"),
+    # The semantic checks form one phase: every FLC3xx of the document is reported together.
+    _pass("check_actors", "spec", "spec", gate=False),
+    _pass("check_routes", "spec", "spec", gate=False),
+    _pass("check_tasks", "spec", "spec"),
+    _pass("check_transports", "spec", "spec"),
+    Stage("check_targets", "flowc.emit.registry:check_targets", "spec", "spec"),
+    _pass("place", "spec", "graph"),
+    _pass("resolve_transports", "graph", "plan"),
+    _pass("choose_offers", "plan", "plan"),
+    Stage("emit", "flowc.emit.registry:emit_targets", "plan", "artifacts"),
 )
-PASSES: tuple[Pass, ...] = (*CHECK_PASSES, _place, _resolve_transports, _resolve_bids)
-#: A build runs the emitters last; their diagnostics (FLC5xx) stop it like any other stage's.
-BUILD_PASSES: tuple[Pass, ...] = (*PASSES, _emit)
+
+
+def stages_until(kind: Kind) -> tuple[Stage, ...]:
+    """Return the stages up to and including the last one that produces ``kind``.
+
+    Example:
+        >>> [s.name for s in stages_until("spec")][-1], [s.name for s in stages_until("plan")][-1]
+        ('check_targets', 'choose_offers')
+    """
+    last = max(i for i, stage in enumerate(STAGES) if stage.produces == kind)
+    return STAGES[:last + 1]
 
 
 @dataclass(frozen=True)
 class Result:
-    """What a compilation produced and every diagnostic.
+    """What a compilation produced, by kind, and every diagnostic."""
 
-    ``plan`` is set when the passes reached the plan; ``artifacts`` when they also ran the emitters.
-    """
-
-    plan: Any
     diagnostics: list[Diagnostic]
-    artifacts: Any = None
+    values: Mapping[Kind, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         """Whether no error was reported."""
         return not any(d.severity == "error" for d in self.diagnostics)
 
+    @property
+    def plan(self) -> Any:
+        """The :class:`~flowc.model.plan.Plan`, when the compilation reached it."""
+        return self.values.get("plan")
 
-def compile_source(text: str, path: str, *, environ: Mapping[str, str] | None = None,
-                   passes: tuple[Pass, ...] = PASSES, options: Mapping[str, Any] | None = None) -> Result:
-    r"""Run ``passes`` over one document.
+    @property
+    def artifacts(self) -> Any:
+        """The emitted :class:`~flowc.emit.artifact.Artifact` list, when the compilation reached it."""
+        return self.values.get("artifacts")
+
+
+def compile_source(text: str, path: str, *, environ: Mapping[str, str] | None = None, until: Kind = "plan",
+                   options: BuildOptions | None = None) -> Result:
+    r"""Fold the stages over one document, up to the stage that produces ``until``.
 
     Args:
         text: The document's text.
         path: Its name in diagnostics.
         environ: Variables for ``${VAR}`` substitution (defaults to the process environment).
-        passes: Which passes to run; :data:`CHECK_PASSES` stops before planning, :data:`BUILD_PASSES`
-            runs the emitters too.
-        options: Settings for the emitters (``namespace``).
+        until: ``"spec"`` checks (what ``flowc check`` runs), ``"plan"`` plans, ``"artifacts"`` builds.
+        options: Price data, targets and their command-line settings.
 
     Returns:
-        The result; ``plan`` is ``None`` when an error stopped the compilation.
+        The result; it holds no value when an error stopped the compilation.
 
     Example:
         >>> result = compile_source("name: x\ninstance_type: 8xh100\n", "t.yaml")
         >>> result.ok, result.plan.tasks["x"].instance.gpu_count
         (True, 8)
     """
-    ctx = Context(path, dict(os.environ if environ is None else environ), options=dict(options or {}))
+    ctx = Context(path, dict(os.environ if environ is None else environ), options=options or BuildOptions())
     value: Any = text
-    plan: Any = None
+    values: dict[Kind, Any] = {}
     try:
-        for step in passes:
-            value = step(value, ctx)
-            if step is parse or step is substitute:
-                ctx.document = value
-            if step is _resolve_transports or step is _resolve_bids:
-                plan = value
-            ctx.stop_if_errors()
+        for stage in stages_until(until):
+            value = load(stage.run)(value, ctx)
+            values[stage.produces] = value
+            if stage.gate:
+                ctx.stop_if_errors()
     except CompileError as exc:
-        return Result(None, exc.diagnostics)
-    diagnostics = sorted(ctx.diagnostics, key=lambda d: d.sort_key)
-    return Result(plan, diagnostics, value if passes[-1] is _emit else None)
+        return Result(exc.diagnostics)
+    return Result(sorted(ctx.diagnostics, key=lambda d: d.sort_key), values)
 
 
-def compile_file(path: str | Path, *, environ: Mapping[str, str] | None = None,
-                 passes: tuple[Pass, ...] = PASSES, options: Mapping[str, Any] | None = None) -> Result:
+def compile_file(path: str | Path, *, environ: Mapping[str, str] | None = None, until: Kind = "plan",
+                 options: BuildOptions | None = None) -> Result:
     """Read and compile one file; unreadable files become an FLC107 diagnostic.
 
     Args:
         path: The file.
         environ: Variables for substitution.
-        passes: Which passes to run.
-        options: Settings for the emitters.
+        until: Where to stop (see :func:`compile_source`).
+        options: Price data, targets and their command-line settings.
 
     Returns:
         The result.
@@ -133,5 +150,5 @@ def compile_file(path: str | Path, *, environ: Mapping[str, str] | None = None,
         ctx = Context(name)
         ctx.error("FLC107", f"cannot read the file: {reason.lower()}", at=Span(name, 1, 1),
                   help="flowc reads utf-8 yaml files")
-        return Result(None, ctx.diagnostics)
-    return compile_source(text, name, environ=environ, passes=passes, options=options)
+        return Result(ctx.diagnostics)
+    return compile_source(text, name, environ=environ, until=until, options=options)

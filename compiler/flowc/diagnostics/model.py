@@ -8,9 +8,18 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from flowc.diagnostics.codes import CODES
+
+if TYPE_CHECKING:
+    from flowc.model.options import BuildOptions
+
+
+def _no_options() -> BuildOptions:
+    from flowc.model.options import BuildOptions
+
+    return BuildOptions()
 
 
 class Severity(enum.StrEnum):
@@ -101,29 +110,15 @@ class Context:
     """What a pass reports through: the file being compiled and the diagnostics found so far.
 
     Passes never build positions or message prefixes themselves; they call :meth:`error` or
-    :meth:`warn` with a span and the pipeline stops after any stage that reported an error.
-    ``options`` holds settings from the command line (such as a namespace); ``document`` is the
-    parsed document, so late passes can locate what they talk about with :meth:`span_of`.
+    :meth:`warn` with a span (every IR and plan object carries its own) and the pipeline stops after any
+    stage that reported an error. ``options`` is what the command line asked for (price data, targets and
+    their settings, a :class:`~flowc.model.options.BuildOptions`).
     """
 
     path: str
     environ: dict[str, str] = field(default_factory=dict)
     diagnostics: list[Diagnostic] = field(default_factory=list)
-    options: dict[str, Any] = field(default_factory=dict)
-    document: Any = None
-
-    def span_of(self, path: tuple[str | int, ...]) -> Span:
-        """Return the span of the key at ``path`` in the parsed document (for passes after the IR).
-
-        Args:
-            path: Keys from the document root, e.g. ``("nodes", "data_node")``.
-
-        Returns:
-            The key's span, or the file's start when the document is not known.
-        """
-        if self.document is None:
-            return Span(self.path, 1, 1)
-        return self.document.key_span(path)
+    options: BuildOptions = field(default_factory=lambda: _no_options())
 
     def error(self, code: str, message: str, *, at: Span, help: str | None = None) -> None:
         """Record an error.

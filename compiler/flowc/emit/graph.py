@@ -1,4 +1,8 @@
-"""Render a plan's placement as Graphviz DOT: machines, NUMA domains, actors, channels by transport."""
+"""Target ``graph``: the plan's placement as Graphviz DOT (machines, NUMA domains, actors, channels by transport).
+
+Off by default in ``flowc build`` (``--target graph`` writes ``flowc/graph.dot``); ``flowc graph`` prints it or
+renders it with Graphviz.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,15 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from flowc.diagnostics import Context
+from flowc.emit.artifact import Artifact
+from flowc.emit.settings import NoSettings as Settings
 from flowc.model.plan import Plan
+
 from flowc.model.units import format_size
+
+__all__ = ["Settings", "emit", "render_dot", "render_image"]
+GRAPH_PATH = "flowc/graph.dot"
 
 #: Edge colour per transport; cross-NUMA shared memory gets its own.
 COLORS = {"shm": "#2e7d32", "shm-cross-numa": "#ef6c00", "tcp": "#1565c0"}
@@ -66,6 +77,20 @@ def render_dot(plan: Plan) -> str:
                          f" [color={_q(COLORS['tcp'])}, style=bold, label={_q(label)}];")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def emit(plan: Plan, settings: Settings, ctx: Context) -> list[Artifact]:
+    """Write the placement graph as ``flowc/graph.dot``.
+
+    Args:
+        plan: The resolved plan.
+        settings: None to take.
+        ctx: The context (unused).
+
+    Returns:
+        One artifact.
+    """
+    return [Artifact(GRAPH_PATH, render_dot(plan).encode("utf-8"))]
 
 
 def render_image(dot: str, out: Path) -> str | None:

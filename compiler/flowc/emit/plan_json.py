@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from flowc.diagnostics import Context
-from flowc.emit import Artifact
+from flowc.emit.artifact import Artifact
+from flowc.emit.settings import NoSettings as Settings
 from flowc.model.plan import Plan
+
+__all__ = ["Settings", "emit"]
 
 PLAN_PATH = "flowc/plan.json"
 
 
-def emit_plan(plan: Plan, ctx: Context) -> list[Artifact]:
+def emit(plan: Plan, settings: Settings, ctx: Context) -> list[Artifact]:
     """Serialize the plan.
 
     Args:
         plan: The resolved plan.
+        settings: None to take.
         ctx: The context (unused: the plan always serializes).
 
     Returns:

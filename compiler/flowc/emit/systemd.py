@@ -11,18 +11,47 @@ producers (and route receivers) start last and stop first, the channels unit sto
 
 from __future__ import annotations
 
-import functools
 import re
 from typing import Any
 
 from flowc.diagnostics import Context
-from flowc.emit import Artifact
+from flowc.emit.artifact import Artifact
+from flowc.emit.settings import TargetSettings
+from flowc.emit.templates import environment
+from flowc.model.ir import START_ORDER
+from flowc.model.node_view import NodeView
 from flowc.model.plan import Plan
 from flowc.model.units import format_cpuset
 
 DEFAULT_USER = "flowc"
 DEFAULT_FLOWC = "/usr/local/bin/flowc"
-_RANK = {"consumer": 0, "transformer": 1, "producer": 2}
+
+
+class Settings(TargetSettings):
+    """The document's ``systemd:`` section and ``flowc build --flowc-path``.
+
+    Attributes:
+        user: The account actors run as.
+        flowc_path: Absolute path of flowc on the hosts.
+        plan_dir: Where the node's plan slice is installed (default ``/etc/flowc/<topology>``).
+        topology: The name units carry, from the source file name.
+    """
+
+    user: str = DEFAULT_USER
+    flowc_path: str = DEFAULT_FLOWC
+    plan_dir: str
+    topology: str
+
+    @classmethod
+    def derive(cls, values: dict[str, Any], source: str) -> dict[str, Any]:
+        """Name the topology after the source file and default the plan folder to ``/etc/flowc/<topology>``.
+
+        Example:
+            >>> Settings.merged({}, {"flowc_path": None}, "multi-node.yaml").plan_dir
+            '/etc/flowc/multi-node'
+        """
+        topology = topology_name(source)
+        return {"plan_dir": f"/etc/flowc/{topology}", **values, "topology": topology}
 
 
 def _escape(text: str) -> str:
@@ -66,21 +95,6 @@ def unit_text(text: str) -> str:
     return re.sub(r"[\x00-\x1f\x7f]+", " ", text).replace("%", "%%")
 
 
-@functools.cache
-def _environment() -> Any:
-    import jinja2
-
-    from flowc.data import resource_dir
-
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(resource_dir("templates") / "systemd")),
-        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-        autoescape=False)
-    env.filters["env_assignment"] = env_assignment
-    env.filters["unit_text"] = unit_text
-    return env
-
-
 def topology_name(source: str) -> str:
     """The name units carry, from the document's file name.
 
@@ -92,28 +106,23 @@ def topology_name(source: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-") or "topology"
 
 
-def emit_systemd(plan: Plan, ctx: Context) -> list[Artifact]:
+def emit(plan: Plan, settings: Settings, ctx: Context) -> list[Artifact]:
     """Render every node's units.
 
     Args:
         plan: The resolved plan.
-        ctx: The context; ``options`` may carry ``flowc_path``.
+        settings: The target's settings.
+        ctx: The context (unused: every plan renders).
 
     Returns:
         The files under ``systemd/<node>/``.
     """
-    settings = plan.targets.get("systemd", {})
-    topology = topology_name(plan.source)
-    flowc = ctx.options.get("flowc_path") or settings.get("flowc_path", DEFAULT_FLOWC)
-    user = settings.get("user", DEFAULT_USER)
-    plan_dir = settings.get("plan_dir", f"/etc/flowc/{topology}")
+    topology, flowc, user, plan_dir = settings.topology, settings.flowc_path, settings.user, settings.plan_dir
     slices = plan.slices({name: node.hostname for name, node in plan.nodes.items()})
-    env = _environment()
+    env = environment("systemd", {"env_assignment": env_assignment, "unit_text": unit_text})
     artifacts = []
     for node, info in plan.nodes.items():
-        from flowc.model.node_view import NodeView
-
-        layout = NodeView.of(plan, node)
+        layout = NodeView.of(slices[node], node)
         folder = f"systemd/{node}"
         plan_path = f"{plan_dir}/{node}.plan.json"
         common = {"source": plan.source, "topology": topology, "node": node, "user": user, "flowc": flowc,
@@ -127,7 +136,7 @@ def emit_systemd(plan: Plan, ctx: Context) -> list[Artifact]:
             units[name] = ("producer" if bridge.direction == "in" else "consumer", "bridge")
 
         def after(role: str, units: dict[str, tuple[str, str]] = units) -> list[str]:
-            return sorted(u for u, (r, _) in units.items() if _RANK[r] < _RANK[role])
+            return sorted(u for u, (r, _) in units.items() if START_ORDER[r] < START_ORDER[role])
 
         for actor, a in info.actors.items():
             foreign = sorted({c.numa for ch, c in info.channels.items()

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from flowc.emit import Artifact
+from flowc.emit.artifact import Artifact
 
 MANIFEST = "flowc/manifest.json"
 MANIFEST_FORMAT = "flowc.manifest/v1"

@@ -9,16 +9,16 @@ from __future__ import annotations
 import functools
 import json
 import re
-from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from flowc.data import DATA_DIR
 
 _GRAMMAR = re.compile(r"(?:(?P<n1>[0-9]+)x(?P<g1>[a-z][a-z0-9-]*)|(?P<g2>[a-z][a-z0-9-]*?)(?:x|:)(?P<n2>[0-9]+))\Z")
 
 
-@dataclass(frozen=True)
-class InstanceType:
-    """One catalog row.
+class InstanceType(BaseModel):
+    """One catalog row: the one instance record, also what a plan's task carries as ``instance``.
 
     Attributes:
         name: The Mithril display name.
@@ -39,8 +39,10 @@ class InstanceType:
     intranode: str | None
     internode: str | None
     internode_gbps: float | None
-    known: bool = True
+    known: bool = Field(default=True, exclude=True)
     gpu_product: str | None = None
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 @functools.cache
@@ -53,8 +55,9 @@ def _index() -> dict[str, InstanceType]:
     index: dict[str, InstanceType] = {}
     for row in _data()["instance_types"]:
         product = _data()["gpu_products"].get(row["gpu"])
-        item = InstanceType(row["name"], row["gpu"], row["gpu_count"], row["gpu_memory_gb"], row["intranode"],
-                            row["internode"], row["internode_gbps"], gpu_product=product)
+        item = InstanceType(name=row["name"], gpu=row["gpu"], gpu_count=row["gpu_count"],
+                            gpu_memory_gb=row["gpu_memory_gb"], intranode=row["intranode"], internode=row["internode"],
+                            internode_gbps=row["internode_gbps"], gpu_product=product)
         for name in (row["name"], *row["aliases"]):
             index[name] = item
     return index
@@ -118,4 +121,5 @@ def lookup(name: str) -> InstanceType | None:
     if not family or count < 1:
         return None
     intranode = family[0].intranode
-    return InstanceType(f"{count}x{gpu}", gpu, count, family[0].gpu_memory_gb, intranode, None, None, known=False)
+    return InstanceType(name=f"{count}x{gpu}", gpu=gpu, gpu_count=count, gpu_memory_gb=family[0].gpu_memory_gb,
+                        intranode=intranode, internode=None, internode_gbps=None, known=False)

@@ -1,7 +1,8 @@
 """Where everything of one node lives at run time: ring names, sizes, and each endpoint's index.
 
-Derived only from the plan, so the launcher, ``flowc run-actor``, ``flowc channels`` and the bridges
-all agree without talking to each other. Producer indices of a ring go to the node's writers in plan
+Derived only from the node's slice of the plan, so the launcher, ``flowc run-actor``, ``flowc channels``, the
+bridges and the systemd emitter all agree without talking to each other. Every file a node keeps in shared
+memory is named here (:data:`SHM_DIR`, :func:`shm_path`). Producer indices of a ring go to the node's writers in plan
 order, then to each incoming route's receiver; consumer indices to its readers, then to one sender per
 target of each outgoing route.
 """
@@ -11,7 +12,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from flowc.model.plan import Plan
+from flowc.model.plan import NodeSlice
+
+#: Where a node's rings, registry, measurements and route state live.
+SHM_DIR = "/dev/shm"
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ class Bridge:
 class NodeView:
     """The run-time layout of one node of a plan."""
 
-    plan: Plan
+    plan: NodeSlice
     node: str
     prefix: str = ""
     rings: dict[str, RingSpec] = field(default_factory=dict)
@@ -53,11 +57,11 @@ class NodeView:
     bridges: list[Bridge] = field(default_factory=list)
 
     @classmethod
-    def of(cls, plan: Plan, node: str) -> NodeView:
+    def of(cls, plan: NodeSlice, node: str) -> NodeView:
         """Compute the layout of ``node``.
 
         Args:
-            plan: A plan or a node slice of one.
+            plan: The node's slice of the plan.
             node: The node.
 
         Returns:
@@ -103,12 +107,26 @@ class NodeView:
     @property
     def report_dir(self) -> str:
         """Where actors leave their measurements for the launcher's report (removed with the segments)."""
-        return f"/dev/shm/{self.prefix}.report"
+        return shm_path(f"{self.prefix}.report")
 
     @property
     def registry(self) -> str:
         """Path of the file that records this node's live segments and launcher."""
-        return f"/dev/shm/{self.prefix}.registry"
+        return shm_path(f"{self.prefix}.registry")
+
+    def route_state(self, route: str) -> str:
+        """Where a route's receiver records the last sequence it delivered (survives a receiver restart)."""
+        return shm_path(f"{self.prefix}-{route}.state")
+
+
+def shm_path(name: str) -> str:
+    """The path of a shared-memory file of flowc's.
+
+    Example:
+        >>> shm_path("flowc-abc.registry")
+        '/dev/shm/flowc-abc.registry'
+    """
+    return f"{SHM_DIR}/{name}"
 
 
 def segment_prefix(source: str, node: str) -> str:

@@ -1,7 +1,9 @@
 """The resolved plan: everything an emitter needs, with every choice already made.
 
-Written to ``out/flowc/plan.json``; the launcher reads it back. Field names say what, never how a
-particular target spells it.
+Written to ``out/flowc/plan.json``. A launcher reads only a :class:`NodeSlice` (its node, the routes and links
+that touch it, and its peers' addresses), never the tasks or any target's settings. Field names say what, never
+how a particular target spells it. Objects an emitter may report about carry the span of the document text they
+come from (``span``, never serialized), so no stage after lowering needs the document.
 """
 
 from __future__ import annotations
@@ -9,26 +11,25 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from flowc.diagnostics import Span
+from flowc.model.catalog import InstanceType
 
 FORMAT = "flowc.plan/v1"
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
 
-class InstancePlan(_Frozen):
-    """The catalog row a task's instance type resolved to."""
+class UnknownNode(LookupError):
+    """A node slice was asked for a node the plan does not have (the message lists those it has)."""
 
-    name: str
-    gpu: str
-    gpu_count: int
-    gpu_memory_gb: int | None
-    intranode: str | None
-    internode: str | None
-    internode_gbps: float | None
-    gpu_product: str | None
+
+def _span() -> Span | None:
+    """A field for the document span an object came from: kept in memory for diagnostics, never written."""
+    return Field(default=None, exclude=True, repr=False)
 
 
 class VolumePlan(_Frozen):
@@ -56,12 +57,32 @@ class TopologyPlan(_Frozen):
     group: str
 
 
-class TaskPlan(_Frozen):
-    """A task, normalized."""
+class OfferPlan(_Frozen):
+    """Where a task's instances are rented and the most it pays: region and limit price, each with its source.
 
+    Attributes:
+        region: The region the instances are asked for.
+        region_source: ``document`` (the task names it), ``prices`` (chosen from price data) or ``default``.
+        limit_price: USD per instance-hour.
+        limit_price_source: ``document`` (``max_price_per_hour``), ``history`` (price history) or
+            ``priority-tier`` (the priority's price per GPU-hour times the GPUs).
+        reasons: One line per choice, saying why.
+    """
+
+    region: str
+    region_source: Literal["document", "prices", "default"]
+    limit_price: float
+    limit_price_source: Literal["document", "history", "priority-tier"]
+    reasons: tuple[str, ...]
+
+
+class TaskPlan(_Frozen):
+    """A task, normalized; ``offer`` is set once the region and limit price are chosen."""
+
+    span: Span | None = _span()
     name: str
     instance_type: str
-    instance: InstancePlan
+    instance: InstanceType
     num_instances: int
     command: str | tuple[str, ...] | None
     image: str | None
@@ -73,6 +94,7 @@ class TaskPlan(_Frozen):
     ssh_keys: tuple[str, ...]
     volumes: tuple[VolumePlan, ...]
     topology: TopologyPlan
+    offer: OfferPlan | None = None
 
 
 class ActorPlan(_Frozen):
@@ -112,6 +134,7 @@ class ChannelPlan(_Frozen):
 class NodePlan(_Frozen):
     """A machine and what runs on it."""
 
+    span: Span | None = _span()
     hostname: str
     numa_topology: dict[str, tuple[int, ...] | None]
     actors: dict[str, ActorPlan]
@@ -142,16 +165,6 @@ class LinkPlan(_Frozen):
     route: str | None
 
 
-class BidPlan(_Frozen):
-    """A task's spot bid: the request body as the API takes it, and why each choice was made."""
-
-    body: dict[str, Any]
-    region_source: str
-    limit_price_source: str
-    startup_script_encoding: Literal["plain", "gzip+base64"]
-    explain: tuple[str, ...]
-
-
 class Plan(_Frozen):
     """The whole resolved plan."""
 
@@ -162,18 +175,15 @@ class Plan(_Frozen):
     routes: dict[str, RoutePlan]
     links: tuple[LinkPlan, ...]
     targets: dict[str, dict[str, Any]] = {}
-    peers: dict[str, str] = {}
-    bids: dict[str, BidPlan] = {}
 
-    def slices(self, address: dict[str, str]) -> dict[str, Plan]:
+    def slices(self, address: dict[str, str]) -> dict[str, NodeSlice]:
         """Return, per node, the part of the plan its launcher needs, with the addresses of its peers.
 
         Args:
             address: How other nodes reach each node that receives routes (``node -> host``).
 
         Returns:
-            Node → a plan holding that node, the routes and links that touch it, and ``peers`` (the
-            address of every node its routes deliver to); no tasks.
+            Node → its :class:`NodeSlice`, with ``peers`` holding the address of every node its routes deliver to.
         """
         routes: dict[str, dict[str, RoutePlan]] = {node: {} for node in self.nodes}
         for name, route in self.routes.items():
@@ -185,11 +195,9 @@ class Plan(_Frozen):
                 links[node].append(link)
         out = {}
         for node, info in self.nodes.items():
-            # A launcher needs neither the bids nor the tasks.
             peers = {t: address[t] for r in routes[node].values() if r.source_node == node for t in r.targets}
-            out[node] = self.model_copy(update={"tasks": {}, "nodes": {node: info}, "routes": routes[node],
-                                                "links": tuple(links[node]), "targets": {}, "bids": {},
-                                                "peers": dict(sorted(peers.items()))})
+            out[node] = NodeSlice(source=self.source, nodes={node: info}, routes=routes[node],
+                                  links=tuple(links[node]), peers=dict(sorted(peers.items())))
         return out
 
     def to_json(self) -> str:
@@ -198,5 +206,61 @@ class Plan(_Frozen):
         Returns:
             The JSON text.
         """
-        data = self.model_dump(mode="json")
-        return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        return _json(self)
+
+
+class NodeSlice(_Frozen):
+    """What one node's launcher reads: its node, the routes and links that touch it, its peers' addresses.
+
+    It holds no task and no target's settings; ``flowc launch`` accepts a whole ``plan.json`` too and reads
+    only these fields of it (see :meth:`load`).
+    """
+
+    format: str = FORMAT
+    source: str
+    nodes: dict[str, NodePlan]
+    routes: dict[str, RoutePlan]
+    links: tuple[LinkPlan, ...]
+    peers: dict[str, str] = {}
+
+    @classmethod
+    def load(cls, text: str, node: str) -> NodeSlice:
+        """Read ``node``'s slice from a node slice or a whole plan, as ``flowc build`` wrote them.
+
+        From a whole plan, peers are reached by their hostnames (what systemd hosts use).
+
+        Args:
+            text: The JSON text.
+            node: The node to run.
+
+        Returns:
+            The slice.
+
+        Raises:
+            ValueError: When the text is not a flowc plan of this format (pydantic's ``ValidationError`` is one).
+            UnknownNode: When the plan has no such node.
+        """
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ValueError(f"not a '{FORMAT}' document")
+        loaded = cls.model_validate({key: data[key] for key in cls.model_fields if key in data})
+        if node not in loaded.nodes:
+            raise UnknownNode(f"node '{node}' is not in the plan (it has: {', '.join(sorted(loaded.nodes))})")
+        if len(loaded.nodes) == 1:
+            return loaded
+        routes = {name: r for name, r in loaded.routes.items() if node in (r.source_node, *r.targets)}
+        peers = {t: loaded.nodes[t].hostname for r in routes.values() if r.source_node == node for t in r.targets
+                 if t in loaded.nodes}
+        return loaded.model_copy(update={
+            "nodes": {node: loaded.nodes[node]}, "routes": routes,
+            "links": tuple(k for k in loaded.links if node in (k.producer_node, k.consumer_node)),
+            "peers": {**dict(sorted(peers.items())), **loaded.peers}})
+
+    def to_json(self) -> str:
+        """Serialize deterministically, like :meth:`Plan.to_json`."""
+        return _json(self)
+
+
+def _json(model: BaseModel) -> str:
+    data = model.model_dump(mode="json")
+    return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n"

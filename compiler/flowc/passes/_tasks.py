@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flowc.model import catalog, ir
-from flowc.model.plan import InstancePlan, TaskPlan, TopologyPlan, VolumePlan
+from flowc.model.plan import TaskPlan, TopologyPlan, VolumePlan
 
 
 def plan_task(task: ir.Task) -> TaskPlan:
@@ -21,11 +21,7 @@ def plan_task(task: ir.Task) -> TaskPlan:
     topo = task.topology
     cons = topo.constraints
     return TaskPlan(
-        name=task.name, instance_type=task.instance_type,
-        instance=InstancePlan(name=found.name, gpu=found.gpu, gpu_count=found.gpu_count,
-                              gpu_memory_gb=found.gpu_memory_gb, intranode=found.intranode,
-                              internode=found.internode, internode_gbps=found.internode_gbps,
-                              gpu_product=found.gpu_product),
+        span=task.span, name=task.name, instance_type=task.instance_type, instance=found,
         num_instances=task.num_instances, command=task.command, image=task.image, env=dict(task.env),
         region=task.region, max_price_per_hour=task.max_price_per_hour, priority=task.priority,
         max_run_time_hours=task.max_run_time_hours, ssh_keys=task.ssh_keys,

@@ -12,13 +12,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from flowc import data as shipped
 from flowc.diagnostics import Context, Span
 from flowc.model import ir
 from flowc.model.document import Document, Path
 from flowc.model.units import parse_cpuset, parse_size
 
-#: Top-level sections that configure an output target; passed to its emitter as they are.
-TARGET_SECTIONS = ("kubernetes", "systemd", "mithril")
+
+def target_sections() -> tuple[str, ...]:
+    """Top-level sections that configure an output target (``"x-flowc-target": true`` in the schema).
+
+    They travel to the target's settings model as they are, so no target's vocabulary enters the IR.
+
+    Example:
+        >>> target_sections()
+        ('kubernetes', 'mithril', 'systemd')
+    """
+    return tuple(sorted(k for k, v in shipped.schema()["properties"].items() if v.get("x-flowc-target")))
 _TASK_FIELDS = (
     "instance_type",
     "num_instances",
@@ -80,7 +90,7 @@ class _Lowerer:
         actors = [self.actor(name, body) for name, body in data.get("actors", {}).items()]
         nodes = [self.node(name, body) for name, body in data.get("nodes", {}).items()]
         routes = [self.route(name, body) for name, body in data.get("inter_node", {}).items()]
-        targets = {name: data[name] for name in TARGET_SECTIONS if name in data}
+        targets = {name: data[name] for name in target_sections() if name in data}
         return ir.Spec.model_construct(
             targets=targets,
             path=self.doc.path, tasks=tuple(tasks), actors=tuple(actors), nodes=tuple(nodes), routes=tuple(routes)

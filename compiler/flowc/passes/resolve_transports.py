@@ -64,6 +64,7 @@ def resolve_transports(graph: PlacementGraph, ctx: Context) -> Plan:
         for key in keys_by_node.get(node.name, ()):
             channels[key[1]] = _channel(key, declared.get(key[1]), index, actors)
         nodes[node.name] = NodePlan(
+            span=node.span,
             hostname=node.hostname,
             numa_topology={str(d.id): d.cpus for d in node.numa},
             actors=actors, channels=channels)

@@ -13,7 +13,7 @@ import sys
 
 from flowc.diagnostics import UserError
 from flowc.model.node_view import NodeView
-from flowc.model.plan import Plan
+from flowc.model.plan import NodeSlice, UnknownNode
 from flowc.runtime import CHANNELS_ENV, install_stop_handler
 from flowc.runtime.system import Numa
 
@@ -23,21 +23,28 @@ class ActorError(UserError):
 
 
 class PlanError(UserError):
-    """The file is not a plan ``flowc build`` wrote (or a node slice of one)."""
+    """The file is not a plan ``flowc build`` wrote (or a node slice of one), or lacks the node asked for."""
 
 
-def load_plan(path: str) -> Plan:
-    """Read a plan (or a node slice of one) written by ``flowc build``.
+def load_node(path: str, node: str) -> NodeSlice:
+    """Read ``node``'s slice from a plan (or a node slice of one) written by ``flowc build``.
+
+    Args:
+        path: The plan file.
+        node: The node to run.
+
+    Returns:
+        The node's slice: all a launcher, an actor or a bridge reads.
 
     Raises:
-        PlanError: When the file cannot be read or is not a flowc plan.
+        PlanError: When the file cannot be read, is not a flowc plan, or has no such node.
     """
-    from pydantic import ValidationError
-
     try:
         with open(path, encoding="utf-8") as handle:
-            return Plan.model_validate_json(handle.read())
-    except (OSError, UnicodeDecodeError, ValidationError) as exc:
+            return NodeSlice.load(handle.read(), node)
+    except UnknownNode as exc:
+        raise PlanError(str(exc).replace("the plan", path, 1)) from exc
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         first = str(exc).splitlines()[0]
         raise PlanError(f"{path} is not a flowc plan ({first}); build one with 'flowc build FILE -o DIR'") from exc
 
@@ -56,8 +63,8 @@ def run_actor(plan_path: str, node: str, actor: str) -> int:
     Raises:
         ActorError: When the actor cannot be started.
     """
-    plan = load_plan(plan_path)
-    if node not in plan.nodes or actor not in plan.nodes[node].actors:
+    plan = load_node(plan_path, node)
+    if actor not in plan.nodes[node].actors:
         raise ActorError(f"no actor '{actor}' on node '{node}' in {plan_path}")
     layout = NodeView.of(plan, node)
     info = plan.nodes[node].actors[actor]

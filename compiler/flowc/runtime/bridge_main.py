@@ -13,12 +13,7 @@ import signal
 import threading
 
 from flowc.model.node_view import NodeView
-from flowc.runtime.actor_main import load_plan
-
-
-def state_path(layout: NodeView, route: str) -> str:
-    """Where a route's receiver records the last sequence it delivered (survives a receiver restart)."""
-    return f"/dev/shm/{layout.prefix}-{route}.state"
+from flowc.runtime.actor_main import load_node
 
 
 def run_bridge(plan_path: str, node: str, route: str, direction: str, index: int) -> int:
@@ -38,7 +33,7 @@ def run_bridge(plan_path: str, node: str, route: str, direction: str, index: int
     from flowc.runtime.channels import Input, Output
     from flowc.runtime.ring import Ring
 
-    layout = NodeView.of(load_plan(plan_path), node)
+    layout = NodeView.of(load_node(plan_path, node), node)
     bridge = next(b for b in layout.bridges if (b.route, b.direction, b.index) == (route, direction, index))
     ring = Ring.attach(layout.rings[bridge.channel].name)
     stop = threading.Event()
@@ -50,7 +45,7 @@ def run_bridge(plan_path: str, node: str, route: str, direction: str, index: int
         stats = sender.run(lambda timeout: inp.recv(timeout), stop, closed=lambda: inp.closed)
     else:
         out = Output(ring, bridge.index)
-        receiver = Receiver(f"tcp://*:{bridge.port}", route, bridge.compression, state_path=state_path(layout, route))
+        receiver = Receiver(f"tcp://*:{bridge.port}", route, bridge.compression, state_path=layout.route_state(route))
         stats = receiver.run(lambda message: out.send(message), stop)
     directory = os.environ.get("FLOWC_REPORT_DIR")
     if directory:

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowc.diagnostics import UserError
+from flowc.model.ir import START_ORDER
 from flowc.model.node_view import NodeView
 from flowc.runtime import segments
-from flowc.runtime.actor_main import load_plan
+from flowc.runtime.actor_main import load_node
 from flowc.runtime.report import build_report
 from flowc.runtime.system import Numa, cpu_map, die_with_parent, pin
 
@@ -108,9 +109,7 @@ class Launcher:
             oversubscribe: Run even when fewer CPUs are allowed than the actors ask for (said loudly).
         """
         self.plan_path = os.path.abspath(plan_path)
-        self.plan = load_plan(self.plan_path)
-        if node not in self.plan.nodes:
-            raise LaunchError(f"node '{node}' is not in {plan_path} (it has: {', '.join(sorted(self.plan.nodes))})")
+        self.plan = load_node(plan_path, node)
         self.node = node
         self.layout = NodeView.of(self.plan, node)
         self.duration = duration
@@ -193,8 +192,7 @@ class Launcher:
             self.children.append(Child(key, argv, role, None, writes=[bridge.channel] if role == "producer" else []))
 
     def _start_order(self) -> list[Child]:
-        rank = {"consumer": 0, "transformer": 1, "producer": 2}
-        return sorted(self.children, key=lambda c: (rank[c.role], c.key))
+        return sorted(self.children, key=lambda c: (START_ORDER[c.role], c.key))
 
     def _supervise(self, env: dict[str, str]) -> str | None:
         deadline = time.monotonic() + self.duration if self.duration is not None else None

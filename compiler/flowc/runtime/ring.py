@@ -25,6 +25,7 @@ import mmap
 import os
 from typing import Any
 
+from flowc.model.node_view import SHM_DIR
 from flowc.runtime import _ring
 
 MAX_MESSAGE = 1 << 20
@@ -41,7 +42,6 @@ peer sharing the same core from waiting out a scheduler slice; blocking afterwar
 
 POLICIES = ("backpressure", "drop_oldest")
 MIN_BUFFER = 256
-SHM_DIR = "/dev/shm"
 HUGE_DIR = "/dev/hugepages"
 
 

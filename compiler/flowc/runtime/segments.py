@@ -13,7 +13,7 @@ import shutil
 from typing import Any
 
 from flowc.diagnostics import UserError
-from flowc.model.node_view import NodeView
+from flowc.model.node_view import NodeView, shm_path
 
 
 class AlreadyRunning(UserError):
@@ -53,7 +53,7 @@ def reclaim(layout: NodeView) -> list[str]:
     if pid and pid != os.getpid() and _alive(pid):
         raise AlreadyRunning(f"launcher {pid} is still running node '{layout.node}' of this plan")
     names = sorted(set(record.get("segments", [])) | {spec.name for spec in layout.rings.values()})
-    removed = [name for name in names if os.path.exists(f"/dev/shm/{name}")]
+    removed = [name for name in names if os.path.exists(shm_path(name))]
     for name in names:
         Ring.unlink(name)
     _remove(layout.registry)
@@ -91,7 +91,7 @@ def remove(layout: NodeView, rings: dict[str, Any]) -> None:
         ring.close()
         Ring.unlink(layout.rings[channel].name)
     for bridge in layout.bridges:
-        _remove(f"/dev/shm/{layout.prefix}-{bridge.route}.state")
+        _remove(layout.route_state(bridge.route))
     _remove(layout.registry)
 
 

@@ -10,27 +10,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowc.diagnostics import Context
-from flowc.emit import Artifact
+from flowc.diagnostics import Context, Span
+from flowc.emit.artifact import Artifact
 from flowc.emit.kubernetes.datapath import node_objects, route_service
 from flowc.emit.kubernetes.settings import Settings, k8s_name
+
+__all__ = ["Settings", "emit"]
 from flowc.emit.kubernetes.tasks import task_objects
 from flowc.emit.yaml_dump import dump_yaml
 from flowc.model.plan import Plan
 from flowc.model.units import format_cpuset
 
 
-def emit_kubernetes(plan: Plan, ctx: Context) -> list[Artifact]:
+def emit(plan: Plan, settings: Settings, ctx: Context) -> list[Artifact]:
     """Build every object of the plan and serialize each to ``<kind>-<name>.yaml``.
 
     Args:
         plan: The resolved plan.
-        ctx: The context (its ``options`` may carry ``namespace``).
+        settings: The target's settings.
+        ctx: The context (FLC504 warnings).
 
     Returns:
         The manifests.
     """
-    settings = Settings.load(plan.targets.get("kubernetes", {}), ctx.options, plan.source)
     objects: dict[tuple[str, str], dict[str, Any]] = {}
 
     def add(new: list[dict[str, Any]]) -> None:
@@ -49,7 +51,7 @@ def emit_kubernetes(plan: Plan, ctx: Context) -> list[Artifact]:
             cpus = sorted({cpu for actor in node.actors.values() for cpu in actor.cpus})
             ctx.warn("FLC504", f"kubernetes cannot pin cpu ids: '{node_name}' gets {len(cpus)} exclusive cpus from "
                      f"the static cpu manager, and the launcher maps cpus {format_cpuset(cpus)} onto them",
-                     at=ctx.span_of(("nodes", node_name)),
+                     at=node.span or Span(ctx.path, 1, 1),
                      help=f"run the kubelet on '{node.hostname}' with cpuManagerPolicy: static "
                      "(and topologyManagerPolicy: single-numa-node to keep numa placement)")
     return [Artifact(f"{kind.lower()}-{name}.yaml", dump_yaml(obj)) for (kind, name), obj in sorted(objects.items())]

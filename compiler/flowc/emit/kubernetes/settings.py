@@ -7,10 +7,13 @@ order.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import Field
+
 from flowc import __version__
+from flowc.emit.settings import TargetSettings
+from flowc.model.names import is_dns_label
 
 #: Node label keys for each topology level (override with ``kubernetes.topology_keys``).
 DEFAULT_TOPOLOGY_KEYS = {
@@ -35,46 +38,35 @@ PLAN_MOUNT = "/etc/flowc"
 MANAGED_BY = "flowc"
 GROUP_LABEL = "flowc.dev/group"
 
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything the Kubernetes emitter may be told."""
+class Settings(TargetSettings):
+    """Everything the Kubernetes emitter may be told (the document's ``kubernetes:`` section, ``-n NAMESPACE``)."""
 
     namespace: str | None = None
     image: str = DEFAULT_LAUNCHER_IMAGE
     task_image: str = DEFAULT_TASK_IMAGE
-    topology_keys: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TOPOLOGY_KEYS))
+    topology_keys: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_TOPOLOGY_KEYS))
     gpu_label: str = DEFAULT_GPU_LABEL
     rdma_resource: str = DEFAULT_RDMA_RESOURCE
-    kueue_queue: str | None = None
+    kueue: dict[str, str] = Field(default_factory=dict)
     part_of: str = "flowc"
 
     @classmethod
-    def load(cls, section: dict[str, Any], options: dict[str, Any], source: str) -> Settings:
-        """Merge defaults, the document's ``kubernetes:`` section and command-line options.
+    def derive(cls, values: dict[str, Any], source: str) -> dict[str, Any]:
+        """Complete the topology keys with the defaults and name the application after the source file.
 
-        Args:
-            section: The document's section (already schema-valid).
-            options: Command-line options (``namespace``).
-            source: The plan's source file name (names the application in labels).
-
-        Returns:
-            The settings.
+        Example:
+            >>> Settings.merged({"topology_keys": {"rack": "r"}}, {}, "My_App.yaml").part_of
+            'my-app'
         """
         stem = source.rsplit(".", 1)[0].lower().replace("_", "-")
         part_of = re.sub(r"[^a-z0-9.-]", "-", stem).strip("-.")[:63].strip("-.") or "flowc"
-        return cls(
-            namespace=options.get("namespace") or section.get("namespace"),
-            image=section.get("image", DEFAULT_LAUNCHER_IMAGE),
-            task_image=section.get("task_image", DEFAULT_TASK_IMAGE),
-            topology_keys={**DEFAULT_TOPOLOGY_KEYS, **section.get("topology_keys", {})},
-            gpu_label=section.get("gpu_label", DEFAULT_GPU_LABEL),
-            rdma_resource=section.get("rdma_resource", DEFAULT_RDMA_RESOURCE),
-            kueue_queue=section.get("kueue", {}).get("queue"),
-            part_of=part_of,
-        )
+        return {**values, "topology_keys": {**DEFAULT_TOPOLOGY_KEYS, **values.get("topology_keys", {})},
+                "part_of": part_of}
+
+    @property
+    def kueue_queue(self) -> str | None:
+        """The Kueue LocalQueue Jobs are labelled for, if any."""
+        return self.kueue.get("queue")
 
     def metadata(self, name: str, labels: dict[str, str]) -> dict[str, Any]:
         """Object metadata: name, namespace when set, labels."""
@@ -115,7 +107,7 @@ def valid_dns_label(name: str) -> bool:
         >>> valid_dns_label("data-node"), valid_dns_label("node-"), valid_dns_label("a" * 64)
         (True, False, False)
     """
-    return bool(_DNS_LABEL.match(name))
+    return is_dns_label(name)
 
 
 def mebibytes(size: int) -> str:

@@ -1,0 +1,42 @@
+"""The jinja2 environment of the text targets: one folder of ``templates/`` each, strict and unescaped.
+
+Templates are for text formats (systemd units, shell scripts); every value a user wrote goes through the
+escaping filter the target registers for its format. ``StrictUndefined`` turns a misspelt variable into an
+error instead of an empty string.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from flowc.data import resource_dir
+
+
+@functools.cache
+def _environments() -> dict[str, Any]:
+    return {}
+
+
+def environment(folder: str, filters: dict[str, Callable[..., str]]) -> Any:
+    """Return the jinja2 environment of ``templates/<folder>`` with ``filters`` (made once per folder).
+
+    Args:
+        folder: The target's folder under ``templates/``.
+        filters: Escaping filters by name.
+
+    Returns:
+        A ``jinja2.Environment``.
+    """
+    made = _environments()
+    if folder not in made:
+        import jinja2
+
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(resource_dir("templates") / folder)),
+            undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+            autoescape=False)
+        env.filters.update(filters)
+        made[folder] = env
+    return made[folder]
