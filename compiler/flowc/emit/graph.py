@@ -14,7 +14,6 @@ from flowc.diagnostics import Context
 from flowc.emit.artifact import Artifact
 from flowc.emit.settings import NoSettings as Settings
 from flowc.model.plan import Plan
-
 from flowc.model.units import format_size
 
 __all__ = ["Settings", "emit", "render_dot", "render_image"]

@@ -18,7 +18,6 @@ from flowc.diagnostics import Context
 from flowc.emit.artifact import Artifact
 from flowc.emit.settings import TargetSettings
 from flowc.emit.templates import environment
-from flowc.model.ir import START_ORDER
 from flowc.model.node_view import NodeView
 from flowc.model.plan import Plan
 from flowc.model.units import format_cpuset
@@ -128,35 +127,34 @@ def emit(plan: Plan, settings: Settings, ctx: Context) -> list[Artifact]:
         common = {"source": plan.source, "topology": topology, "node": node, "user": user, "flowc": flowc,
                   "plan": plan_path, "target": f"flowc-{topology}.target",
                   "channels_unit": f"flowc-{topology}-channels.service"}
-        units: dict[str, tuple[str, str]] = {}
-        for actor, a in info.actors.items():
-            units[f"flowc-{topology}-{actor}.service"] = (a.role, "actor")
+        stages: dict[str, int] = {}
+        for actor in info.actors:
+            stages[f"flowc-{topology}-{actor}.service"] = info.start_stages[actor]
         for bridge in layout.bridges:
-            name = f"flowc-{topology}-route-{bridge.route}-{bridge.direction}-{bridge.index}.service"
-            units[name] = ("producer" if bridge.direction == "in" else "consumer", "bridge")
+            stages[f"flowc-{topology}-route-{bridge.route}-{bridge.direction}-{bridge.index}.service"] = bridge.stage
 
-        def after(role: str, units: dict[str, tuple[str, str]] = units) -> list[str]:
-            return sorted(u for u, (r, _) in units.items() if START_ORDER[r] < START_ORDER[role])
+        def after(stage: int, stages: dict[str, int] = stages) -> list[str]:
+            return sorted(unit for unit, other in stages.items() if other < stage)
 
         for actor, a in info.actors.items():
             foreign = sorted({c.numa for ch, c in info.channels.items()
                               if (ch in a.inputs or ch in a.outputs) and c.numa is not None and c.numa != a.numa})
             text = env.get_template("actor.service.j2").render(
-                **common, actor=actor, role=a.role, after=after(a.role), cpus=format_cpuset(a.cpus).replace(",", " "),
+                **common, actor=actor, role=a.role, after=after(info.start_stages[actor]),
+                cpus=format_cpuset(a.cpus).replace(",", " "),
                 numa=a.numa, numa_preferred=bool(foreign), foreign_numa=", ".join(map(str, foreign)),
                 realtime_priority=a.realtime_priority,
                 memory_max=f"{a.memory_max}" if a.memory_max else None, env=sorted(a.env.items()))
             artifacts.append(Artifact(f"{folder}/flowc-{topology}-{actor}.service", text.encode()))
         for bridge in layout.bridges:
             name = f"flowc-{topology}-route-{bridge.route}-{bridge.direction}-{bridge.index}.service"
-            role = units[name][0]
             text = env.get_template("bridge.service.j2").render(
                 **common, route=bridge.route, direction=bridge.direction, index=bridge.index, peer=bridge.peer,
-                after=after(role))
+                after=after(bridge.stage))
             artifacts.append(Artifact(f"{folder}/{name}", text.encode()))
         artifacts.append(Artifact(f"{folder}/flowc-{topology}-channels.service",
                                   env.get_template("channels.service.j2").render(**common).encode()))
-        all_units = sorted([common["channels_unit"], *units])
+        all_units = sorted([common["channels_unit"], *stages])
         artifacts.append(Artifact(f"{folder}/flowc-{topology}.target",
                                   env.get_template("node.target.j2").render(**common, units=all_units).encode()))
         rows = [{"actor": actor, "role": a.role, "cpus": a.cpuset, "numa": "-" if a.numa is None else a.numa}

@@ -18,10 +18,6 @@ Distance = Literal["rack", "zone", "region"]
 Role = Literal["producer", "transformer", "consumer"]
 ChannelType = Literal["SPSC", "SPMC", "MPSC", "MPMC"]
 
-#: Start rank of each role: consumers start first and producers last, so nothing is sent before its readers
-#: exist; stopping runs the other way round, so producers stop first and the others drain.
-START_ORDER: dict[str, int] = {"consumer": 0, "transformer": 1, "producer": 2}
-
 
 class Located(BaseModel):
     """Base of every IR object: frozen, with the span of its key and of each field."""

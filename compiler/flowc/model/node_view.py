@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from flowc.model.plan import NodeSlice
+from flowc.model.plan import NodeSlice, receiver_key, sender_key
 
 #: Where a node's rings, registry, measurements and route state live.
 SHM_DIR = "/dev/shm"
@@ -43,6 +43,7 @@ class Bridge:
     port: int
     compression: str
     index: int
+    stage: int
 
 
 @dataclass
@@ -89,12 +90,12 @@ class NodeView:
             for i, route in enumerate(receivers):
                 r = plan.routes[route]
                 layout.bridges.append(Bridge(route, channel, "in", r.source_node, r.port, r.compression,
-                                             len(spec.producers) + i))
+                                             len(spec.producers) + i, info.start_stages[receiver_key(route)]))
             for i, (route, target) in enumerate(senders):
                 r = plan.routes[route]
                 peer = plan.peers.get(target) or (plan.nodes[target].hostname if target in plan.nodes else target)
                 layout.bridges.append(Bridge(route, channel, "out", peer, r.port, r.compression,
-                                             len(spec.consumers) + i))
+                                             len(spec.consumers) + i, info.start_stages[sender_key(route, target)]))
         for actor, info_actor in info.actors.items():
             io: dict[str, dict[str, dict[str, object]]] = {"inputs": {}, "outputs": {}}
             for channel in info_actor.inputs:

@@ -131,14 +131,40 @@ class ChannelPlan(_Frozen):
     routes_out: tuple[str, ...]
 
 
+def receiver_key(route: str) -> str:
+    """The :attr:`NodePlan.start_stages` key of a route's receiver on a target node.
+
+    Example:
+        >>> receiver_key("feed")
+        'route:feed:in'
+    """
+    return f"route:{route}:in"
+
+
+def sender_key(route: str, target: str) -> str:
+    """The :attr:`NodePlan.start_stages` key of a route's sender towards ``target`` on the source node.
+
+    Example:
+        >>> sender_key("feed", "b")
+        'route:feed:out:b'
+    """
+    return f"route:{route}:out:{target}"
+
+
 class NodePlan(_Frozen):
-    """A machine and what runs on it."""
+    """A machine and what runs on it.
+
+    ``start_stages`` orders its processes (actors by name, route ends by :func:`receiver_key` and
+    :func:`sender_key`): stage 0 starts first and holds what nothing on the node reads from; each later stage
+    writes only into earlier ones. Stopping runs the other way.
+    """
 
     span: Span | None = _span()
     hostname: str
     numa_topology: dict[str, tuple[int, ...] | None]
     actors: dict[str, ActorPlan]
     channels: dict[str, ChannelPlan]
+    start_stages: dict[str, int]
 
 
 class RoutePlan(_Frozen):

@@ -13,7 +13,7 @@ from flowc.model import ir
 
 
 @dataclass(frozen=True)
-class Endpoints:
+class ChannelIndex:
     """Channel endpoints of a whole topology.
 
     Attributes:
@@ -46,7 +46,7 @@ class Endpoints:
         return sorted({*self.writers, *self.readers, *self.routes_in, *self.routes_out})
 
 
-def endpoints(spec: ir.Spec) -> Endpoints:
+def channel_index(spec: ir.Spec) -> ChannelIndex:
     """Index the channel endpoints of ``spec``.
 
     Args:
@@ -79,7 +79,7 @@ def endpoints(spec: ir.Spec) -> Endpoints:
             if target in nodes and target != route.source_node:
                 routes_in[(target, route.channel)].append(route.name)
     targets = {r.name: len([t for t in r.targets if t in nodes and t != r.source_node]) for r in spec.routes}
-    return Endpoints(actors, node_of, dict(writers), dict(readers), dict(routes_in), dict(routes_out), targets)
+    return ChannelIndex(actors, node_of, dict(writers), dict(readers), dict(routes_in), dict(routes_out), targets)
 
 
 def placed_numa(node: ir.Node, placement: ir.ActorPlacement) -> int | None:

@@ -14,7 +14,7 @@ from flowc.diagnostics import Context
 from flowc.diagnostics.suggestions import help_for
 from flowc.model import ir
 from flowc.model.units import format_cpuset
-from flowc.passes._channel_index import Endpoints, endpoints, numa_of_cpus
+from flowc.passes._channel_index import ChannelIndex, channel_index, numa_of_cpus
 
 
 def check_actors(spec: ir.Spec, ctx: Context) -> ir.Spec:
@@ -27,7 +27,7 @@ def check_actors(spec: ir.Spec, ctx: Context) -> ir.Spec:
     Returns:
         The same spec.
     """
-    index = endpoints(spec)
+    index = channel_index(spec)
     _check_roles(spec, ctx)
     _check_channels_connect(spec, ctx)
     _check_placement(spec, ctx)
@@ -173,7 +173,7 @@ def _domains_help(node: ir.Node) -> str:
         f"{d.id}: {format_cpuset(d.cpus or ())}" for d in node.numa)
 
 
-def _check_local_channels(node: ir.Node, index: Endpoints, ctx: Context) -> None:
+def _check_local_channels(node: ir.Node, index: ChannelIndex, ctx: Context) -> None:
     numa_ids = [d.id for d in node.numa]
     for channel in node.channels:
         key = (node.name, channel.name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from flowc.diagnostics import Context
 from flowc.diagnostics.suggestions import help_for
 from flowc.model import ir
-from flowc.passes._channel_index import endpoints
+from flowc.passes._channel_index import channel_index
 
 
 def check_routes(spec: ir.Spec, ctx: Context) -> ir.Spec:
@@ -23,7 +23,7 @@ def check_routes(spec: ir.Spec, ctx: Context) -> ir.Spec:
     Returns:
         The same spec.
     """
-    index = endpoints(spec)
+    index = channel_index(spec)
     nodes = {node.name for node in spec.nodes}
     carried: dict[tuple[str, str, str], str] = {}
     for route in spec.routes:

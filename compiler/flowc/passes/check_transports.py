@@ -11,7 +11,7 @@ import graphlib
 
 from flowc.diagnostics import Context
 from flowc.model import ir
-from flowc.passes._channel_index import endpoints, placed_numa
+from flowc.passes._channel_index import channel_index, placed_numa
 
 
 def check_transports(spec: ir.Spec, ctx: Context) -> ir.Spec:
@@ -24,7 +24,7 @@ def check_transports(spec: ir.Spec, ctx: Context) -> ir.Spec:
     Returns:
         The same spec.
     """
-    index = endpoints(spec)
+    index = channel_index(spec)
     numa = {(node.name, p.actor): placed_numa(node, p) for node in spec.nodes for p in node.placements}
     for (node, channel), readers in sorted(index.readers.items()):
         for writer in index.writers.get((node, channel), ()):

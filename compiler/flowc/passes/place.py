@@ -1,9 +1,12 @@
 """Pass ``place``: Spec → :class:`PlacementGraph`, the physical layout as a networkx graph.
 
-Vertices are machines, their NUMA domains, actors and channel instances (a channel on a node);
-edges say what contains, writes, reads and carries what. networkx never leaves this module: later
-passes ask the typed questions of :class:`PlacementGraph`. Emits nothing: everything it
-could object to was checked before.
+Vertices are machines, their NUMA domains, actors, channel instances (a channel on a node) and the two ends of
+every route leg (a receiver on each target node, a sender per target on the source node); edges say what
+contains, writes, reads and carries what. networkx answers the questions later passes ask: which consumers a
+producer reaches (reachability through channels and routes), and in which order a node's processes start
+(the condensation of its dataflow, in topological generations, sinks first, so a cycle starts as one stage).
+networkx never leaves this module: later passes ask the typed questions of :class:`PlacementGraph`. Emits
+nothing: everything it could object to was checked before.
 """
 
 from __future__ import annotations
@@ -14,7 +17,10 @@ import networkx as nx
 
 from flowc.diagnostics import Context
 from flowc.model import ir
-from flowc.passes._channel_index import endpoints, placed_numa
+from flowc.model.plan import receiver_key, sender_key
+from flowc.passes._channel_index import channel_index, placed_numa
+
+Vertex = tuple[str, ...]
 
 
 @dataclass(frozen=True, order=True)
@@ -54,34 +60,70 @@ class PlacementGraph:
                 return pred[2]
         return None
 
-    def channel_instances(self) -> list[tuple[str, str]]:
-        """Return every ``(node, channel)`` that exists, sorted."""
-        return sorted((v[1], v[2]) for v in self._graph if v[0] == "channel")
-
     def links(self) -> list[Link]:
-        """Return every producer → consumer hop, sorted."""
+        """Return every producer → consumer hop, sorted.
+
+        A consumer is reachable from a channel through ``reads`` edges, possibly after one ``route`` edge to the
+        same channel on another node; the view holds no ``writes`` edges, so reachability stops at the first actor.
+        """
+        reading = nx.subgraph_view(self._graph, filter_edge=lambda u, v, kind: kind == "reads" or
+                                   kind.startswith("route:"))
         found: set[Link] = set()
-        for vertex in self._graph:
-            if vertex[0] != "actor":
+        for writer, channel, kind in self._graph.edges(keys=True):
+            if kind != "writes" or writer[0] != "actor":
                 continue
-            producer = (self._node_of(vertex[1]), vertex[1])
-            for _, chan, kind in self._graph.out_edges(vertex, keys=True):
-                if kind != "writes":
+            producer = (self._node_of(writer[1]), writer[1])
+            for reader in nx.descendants(reading, channel):
+                if reader[0] != "actor":
                     continue
-                for _, reader, edge in self._graph.out_edges(chan, keys=True):
-                    if edge == "reads":
-                        found.add(Link(chan[2], producer, (chan[1], reader[1])))
-                    elif edge.startswith("route:"):
-                        for _, far, kind2 in self._graph.out_edges(reader, keys=True):
-                            if kind2 == "reads":
-                                found.add(Link(chan[2], producer, (reader[1], far[1]), edge[6:]))
+                path = nx.shortest_path(reading, channel, reader)
+                route = next((k[6:] for a, b in zip(path, path[1:], strict=False)
+                              for k in self._graph[a][b] if k.startswith("route:")), None)
+                found.add(Link(channel[2], producer, (path[-2][1], reader[1]), route))
         return sorted(found, key=lambda link: (link.channel, link.producer, link.consumer, link.route or ""))
+
+    def start_stages(self, node: str) -> dict[str, int]:
+        """Return the start stage of every process on ``node``: its actors and its route ends.
+
+        Stage 0 holds the processes nothing on the node reads from (consumers, route senders); each next stage
+        writes only to earlier ones. Actors in a cycle share a stage. Starting stage by stage means no process
+        writes before its readers exist; stopping runs the other way, so writers stop first and readers drain.
+
+        Args:
+            node: The node.
+
+        Returns:
+            Actor name, :func:`receiver_key` or :func:`sender_key` → stage.
+        """
+        flow = nx.DiGraph()
+        processes = [v for v in self._graph.successors(("node", node)) if v[0] in ("actor", "receiver", "sender")]
+        flow.add_nodes_from(processes)
+        for process in processes:
+            for _, channel, kind in self._graph.out_edges(process, keys=True):
+                if kind == "writes":
+                    flow.add_edges_from((process, reader) for _, reader, k in self._graph.out_edges(channel, keys=True)
+                                        if k == "reads")
+        dag = nx.condensation(flow)
+        stages: dict[str, int] = {}
+        for stage, members in enumerate(nx.topological_generations(dag.reverse(copy=False))):
+            for scc in members:
+                for vertex in dag.nodes[scc]["members"]:
+                    stages[_process_key(vertex)] = stage
+        return dict(sorted(stages.items()))
 
     def _node_of(self, actor: str) -> str:
         for pred in self._graph.predecessors(("actor", actor)):
             if pred[0] in ("numa", "machine"):
                 return pred[1]
         raise KeyError(actor)
+
+
+def _process_key(vertex: Vertex) -> str:
+    if vertex[0] == "actor":
+        return vertex[1]
+    if vertex[0] == "receiver":
+        return receiver_key(vertex[2])
+    return sender_key(vertex[2], vertex[3])
 
 
 def place(spec: ir.Spec, ctx: Context) -> PlacementGraph:
@@ -95,23 +137,34 @@ def place(spec: ir.Spec, ctx: Context) -> PlacementGraph:
         The graph wrapper.
     """
     graph = nx.MultiDiGraph()
-    index = endpoints(spec)
+    index = channel_index(spec)
     for node in spec.nodes:
         graph.add_node(("machine", node.name))
+        graph.add_node(("node", node.name))
         for domain in node.numa:
             graph.add_edge(("machine", node.name), ("numa", node.name, domain.id), key="contains")
         for placement in node.placements:
             numa = placed_numa(node, placement)
             parent = ("numa", node.name, numa) if numa is not None else ("machine", node.name)
             graph.add_edge(parent, ("actor", placement.actor), key="hosts")
+            graph.add_edge(("node", node.name), ("actor", placement.actor), key="runs")
     for (node, channel), actors in index.writers.items():
         for actor in actors:
             graph.add_edge(("actor", actor), ("channel", node, channel), key="writes")
     for (node, channel), actors in index.readers.items():
         for actor in actors:
             graph.add_edge(("channel", node, channel), ("actor", actor), key="reads")
+    nodes = {node.name for node in spec.nodes}
     for route in spec.routes:
+        source = ("channel", route.source_node, route.channel)
         for target in route.targets:
-            graph.add_edge(("channel", route.source_node, route.channel), ("channel", target, route.channel),
-                           key=f"route:{route.name}")
+            if target not in nodes or target == route.source_node:
+                continue
+            far = ("channel", target, route.channel)
+            graph.add_edge(source, far, key=f"route:{route.name}")
+            sender, receiver = ("sender", route.source_node, route.name, target), ("receiver", target, route.name)
+            graph.add_edge(("node", route.source_node), sender, key="runs")
+            graph.add_edge(source, sender, key="reads")
+            graph.add_edge(("node", target), receiver, key="runs")
+            graph.add_edge(receiver, far, key="writes")
     return PlacementGraph(spec, graph)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from flowc.diagnostics import Context
 from flowc.model.plan import ActorPlan, ChannelPlan, LinkPlan, NodePlan, Plan, RoutePlan
 from flowc.model.units import format_cpuset
-from flowc.passes._channel_index import endpoints
+from flowc.passes._channel_index import channel_index
 from flowc.passes._tasks import plan_task
 from flowc.passes.place import PlacementGraph
 
@@ -30,7 +30,7 @@ def resolve_transports(graph: PlacementGraph, ctx: Context) -> Plan:
         The plan.
     """
     spec = graph.spec
-    index = endpoints(spec)
+    index = channel_index(spec)
     links = []
     for link in graph.links():
         same_node = link.producer[0] == link.consumer[0]
@@ -67,7 +67,7 @@ def resolve_transports(graph: PlacementGraph, ctx: Context) -> Plan:
             span=node.span,
             hostname=node.hostname,
             numa_topology={str(d.id): d.cpus for d in node.numa},
-            actors=actors, channels=channels)
+            actors=actors, channels=channels, start_stages=graph.start_stages(node.name))
     return Plan(source=_basename(spec.path), tasks={t.name: plan_task(t) for t in spec.tasks}, nodes=nodes,
                 routes=routes, links=tuple(links),
                 targets={name: dict(section) for name, section in spec.targets.items()})

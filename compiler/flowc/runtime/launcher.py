@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowc.diagnostics import UserError
-from flowc.model.ir import START_ORDER
 from flowc.model.node_view import NodeView
 from flowc.runtime import segments
 from flowc.runtime.actor_main import load_node
@@ -45,6 +44,7 @@ class Child:
     key: str
     argv: list[str]
     role: str
+    stage: int
     cpus: list[int] | None
     writes: list[str] = field(default_factory=list)
     proc: subprocess.Popen | None = None
@@ -183,16 +183,18 @@ class Launcher:
         for name, actor in sorted(info.actors.items()):
             cpus = [self.cpu_mapping[c] for c in actor.cpus]
             argv = [*base, "run-actor", self.plan_path, "--node", self.node, "--actor", name]
-            self.children.append(Child(name, argv, actor.role, cpus, writes=list(actor.outputs)))
+            self.children.append(Child(name, argv, actor.role, info.start_stages.get(name, 0), cpus,
+                                       writes=list(actor.outputs)))
         for bridge in self.layout.bridges:
             key = f"route:{bridge.route}:{bridge.direction}:{bridge.index}"
             argv = [*base, "run-bridge", self.plan_path, "--node", self.node, "--route", bridge.route,
                     "--direction", bridge.direction, "--index", str(bridge.index)]
             role = "producer" if bridge.direction == "in" else "consumer"
-            self.children.append(Child(key, argv, role, None, writes=[bridge.channel] if role == "producer" else []))
+            self.children.append(Child(key, argv, role, bridge.stage, None,
+                                       writes=[bridge.channel] if role == "producer" else []))
 
     def _start_order(self) -> list[Child]:
-        return sorted(self.children, key=lambda c: (START_ORDER[c.role], c.key))
+        return sorted(self.children, key=lambda c: (c.stage, c.key))
 
     def _supervise(self, env: dict[str, str]) -> str | None:
         deadline = time.monotonic() + self.duration if self.duration is not None else None

@@ -4,15 +4,50 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 from array import array
+from collections.abc import Sequence
+from fractions import Fraction
 from typing import Any
 
 
-def _percentile(ordered: list[int], q: float) -> float:
-    if not ordered:
-        return 0.0
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index] / 1000.0
+def percentile(samples: Sequence[float], q: float) -> float:
+    """Return the ``q`` quantile of ``samples``, interpolating linearly between the two nearest ranks.
+
+    This is :func:`statistics.quantiles` with ``method="inclusive"`` (numpy's default, Excel's PERCENTILE.INC)
+    for one ``q``: the minimum at 0, the maximum at 1, and the value itself when there is only one. ``q`` is
+    taken to the nearest 1/10 000, which is finer than any percentile a report prints (p99.9).
+
+    Args:
+        samples: The values, in any order.
+        q: The quantile, from 0 to 1 (0.99 for p99).
+
+    Returns:
+        The quantile, as a float.
+
+    Raises:
+        statistics.StatisticsError: ``samples`` is empty (it is a ``ValueError``).
+        ValueError: ``q`` is outside 0..1.
+
+    Example:
+        >>> percentile([4, 1, 3, 2], 0.5)
+        2.5
+        >>> percentile(range(1, 1001), 0.999)
+        999.001
+        >>> percentile([7], 0.99), percentile([3, 9], 0.0), percentile([3, 9], 1.0)
+        (7.0, 3.0, 9.0)
+    """
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"quantile {q!r} is outside 0..1")
+    if len(samples) == 0:
+        raise statistics.StatisticsError("percentile of no samples")
+    share = Fraction(q).limit_denominator(10_000)
+    if len(samples) == 1 or share == 0:
+        return float(min(samples))
+    if share == 1:
+        return float(max(samples))
+    # quantiles() returns the n - 1 cut points between n equal parts; the k-th of them is the k/n quantile.
+    return float(statistics.quantiles(samples, n=share.denominator, method="inclusive")[share.numerator - 1])
 
 
 def build_report(launcher: Any, report_dir: str, failure: str | None) -> dict[str, Any]:
@@ -56,9 +91,11 @@ def build_report(launcher: Any, report_dir: str, failure: str | None) -> dict[st
         elif entry.endswith(".json"):
             with open(path, encoding="utf-8") as handle:
                 sinks[entry[:-5]] = json.load(handle)
-    samples.sort()
-    latency = {"p50": _percentile(samples, 0.5), "p99": _percentile(samples, 0.99),
-               "p999": _percentile(samples, 0.999), "count": len(samples)}
+    # Samples are nanoseconds; the report is in µs, and all zero when no sink recorded any.
+    latency: dict[str, float | int] = {
+        key: percentile(samples, q) / 1000.0 if samples else 0.0
+        for key, q in (("p50", 0.5), ("p99", 0.99), ("p999", 0.999))}
+    latency["count"] = len(samples)
     return {"node": launcher.node, "channels": channels, "actors": actors, "latency_us": latency, "sinks": sinks,
             "routes": bridges,
             "cpu_map": {str(k): v for k, v in launcher.cpu_mapping.items()}, "notes": launcher.notes,

@@ -13,19 +13,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from flowc.providers.mithril.domain.pricing import PriceHistory, PriceStatistics, Recommendation, SpotPrice, segments
+from flowc.providers.mithril.times import iso_utc
 
 FORMAT = "flowc.pricing/v1"
 SAMPLE_LABEL = "sample data: not live prices (set MITHRIL_API_KEY or run 'flowc pricing import FILE.csv')"
 _BARS = "▁▂▃▄▅▆▇█"
 _ARROWS = {"up": "↑", "down": "↓", "stable": "→"}
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _r(value: float | None) -> float | None:
@@ -58,7 +55,7 @@ def spot_json(prices: list[SpotPrice], source: str, sample: bool) -> str:
     doc = _header("spot", source, sample)
     doc["prices"] = [{"instance_type": p.instance_type, "region": p.region, "price_per_hour": _r(p.price_per_hour),
                       "price_per_gpu_hour": _r(p.price_per_gpu_hour), "availability": p.availability,
-                      "trend": p.trend, "last_updated": _iso(p.last_updated)} for p in prices]
+                      "trend": p.trend, "last_updated": iso_utc(p.last_updated)} for p in prices]
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
 
@@ -67,8 +64,8 @@ def history_json(history: PriceHistory, recommendation: Recommendation | None, s
     doc = _header("history", source, sample)
     doc.update({
         "instance_type": history.instance_type, "region": history.region,
-        "window": {"start": _iso(history.start), "end": _iso(history.end)},
-        "points": [{"time": _iso(p.time), "price": _r(p.price)} for p in history.points],
+        "window": {"start": iso_utc(history.start), "end": iso_utc(history.end)},
+        "points": [{"time": iso_utc(p.time), "price": _r(p.price)} for p in history.points],
         "statistics": statistics_dict(history.statistics),
         "recommendation": None if recommendation is None else {
             "price": recommendation.price, "target_uptime": recommendation.target_uptime,
@@ -87,7 +84,7 @@ def spot_csv(prices: list[SpotPrice], source: str) -> str:
     for p in prices:
         writer.writerow([p.instance_type, p.region, f"{p.price_per_hour:.4f}",
                          "" if p.price_per_gpu_hour is None else f"{p.price_per_gpu_hour:.4f}",
-                         "" if p.availability is None else p.availability, p.trend, _iso(p.last_updated), source])
+                         "" if p.availability is None else p.availability, p.trend, iso_utc(p.last_updated), source])
     return out.getvalue()
 
 
@@ -97,7 +94,7 @@ def history_csv(history: PriceHistory, source: str) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["time", "instance_type", "region", "price", "source"])
     for p in history.points:
-        writer.writerow([_iso(p.time), history.instance_type, history.region, f"{p.price:.4f}", source])
+        writer.writerow([iso_utc(p.time), history.instance_type, history.region, f"{p.price:.4f}", source])
     return out.getvalue()
 
 
@@ -246,6 +243,6 @@ def history_html(history: PriceHistory, recommendation: Recommendation | None, s
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     return env.from_string(_HTML).render(
         title=f"Spot price history: {history.instance_type} in {history.region}", sample=sample,
-        sample_label=SAMPLE_LABEL, window=f"{_iso(history.start)} to {_iso(history.end)}, $/instance-hour",
+        sample_label=SAMPLE_LABEL, window=f"{iso_utc(history.start)} to {iso_utc(history.end)}, $/instance-hour",
         w=w, h=h, grid=grid, points=" ".join(coords), stats=table,
         recommendation=advice)

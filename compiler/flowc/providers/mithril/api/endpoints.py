@@ -19,6 +19,7 @@ from flowc.providers.mithril.api.models import (
     PriceHistoryModel,
     PricePoint,
 )
+from flowc.providers.mithril.times import iso_utc
 
 if TYPE_CHECKING:
     from flowc.providers.mithril.api.client import ApiClient
@@ -102,8 +103,8 @@ def price_history(
         "instance_types": instance_type,
         "region": region,
         "num_samples": -1,
-        "start_time": _iso(start),
-        "end_time": _iso(end),
+        "start_time": iso_utc(start),
+        "end_time": iso_utc(end),
     }
     history = _validate(PriceHistoryModel, client.get_json(PRICING_HISTORY, params=params), PRICING_HISTORY)
     points: list[PricePoint] = []
@@ -133,10 +134,6 @@ def pricing_current(
     """
     params = {"instance_type": instance_type, "region": region, "instance_quantity": instance_quantity}
     return _validate(CurrentPricingModel, client.get_json(PRICING_CURRENT, params=params), PRICING_CURRENT)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _unwrap(body: Any) -> Any:

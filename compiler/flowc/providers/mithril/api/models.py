@@ -7,10 +7,12 @@ no caller parses money. Unknown fields are ignored, so additive API changes do n
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from flowc.providers.mithril.times import as_utc
 
 
 def parse_dollars(value: Any) -> float | None:
@@ -159,7 +161,7 @@ class PricePoint(_Model):
     @field_validator("time")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return as_utc(value)
 
 
 class PriceSeriesModel(_Model):

@@ -13,10 +13,11 @@ import os
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from flowc.providers.mithril.domain.pricing import PriceDataPoint
+from flowc.providers.mithril.times import iso_utc_micros, parse_time
 
 CSV_COLUMNS = ("time", "instance_type", "region", "price", "availability")
 _SCHEMA = """
@@ -59,22 +60,6 @@ def default_data_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("flowc"))
-
-
-def parse_time(text: str) -> datetime:
-    """Parse an ISO-8601 time; a time without an offset is UTC.
-
-    Example:
-        >>> parse_time("2026-01-05T10:00:00Z").isoformat()
-        '2026-01-05T10:00:00+00:00'
-    """
-    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _iso(value: datetime) -> str:
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def read_csv(path: str | Path) -> list[Observation]:
@@ -126,7 +111,8 @@ class PriceStore:
 
     def record(self, observations: Iterable[Observation]) -> int:
         """Store observations (a repeated one replaces the earlier) and return how many were given."""
-        rows = [(o.instance_type, o.region, _iso(o.time), float(o.price), o.availability) for o in observations]
+        rows = [(o.instance_type, o.region, iso_utc_micros(o.time), float(o.price), o.availability)
+                for o in observations]
         if not rows:
             return 0
         with self._connect() as connection:
@@ -173,8 +159,8 @@ class PriceStore:
         """
         if not self.path.exists():
             return []
-        lo = _iso(start) if start is not None else ""
-        hi = _iso(end) if end is not None else "9999"
+        lo = iso_utc_micros(start) if start is not None else ""
+        hi = iso_utc_micros(end) if end is not None else "9999"
         with self._connect() as connection:
             rows = connection.execute(
                 "SELECT time, price FROM observations WHERE instance_type = ? AND region = ? AND time >= ? "
