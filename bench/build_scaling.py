@@ -2,7 +2,7 @@
 
 For each size the script generates a valid topology, writes it as YAML into a temporary directory,
 and times the build two ways: in-process (:func:`flowc.pipeline.compile_file` followed by
-:func:`flowc.emit.emit_all`, the median of ``--runs`` runs after one untimed warm-up) and end to end
+:func:`flowc.emit.registry.emit_targets`, the median of ``--runs`` runs after one untimed warm-up) and end to end
 (one ``flowc build FILE -o OUT`` subprocess, start-up and writing included). For each size it prints
 the seconds, the microseconds per actor, and the ratio of the time per actor to that of the smallest
 size: a ratio near 1.0 means the compiler scales linearly.
@@ -169,10 +169,10 @@ def build_in_process(path: Path) -> tuple[float, int]:
     Raises:
         RuntimeError: When the file does not compile cleanly.
     """
-    from flowc.pipeline import BUILD_PASSES, compile_file
+    from flowc.pipeline import compile_file
 
     start = time.perf_counter()
-    result = compile_file(path, passes=BUILD_PASSES)
+    result = compile_file(path, until="artifacts")
     if result.artifacts is None:
         raise RuntimeError(_describe(path, result.diagnostics))
     artifacts = result.artifacts
@@ -214,24 +214,26 @@ def build_subprocess(flowc: list[str], path: Path, out: Path) -> float:
 
 
 def time_passes(path: Path) -> dict[str, float]:
-    """Time each pass of one in-process build, and the emitters.
+    """Time each stage of one in-process build, the emitters included.
 
     Args:
         path: The topology file.
 
     Returns:
-        Pass name → seconds, in pipeline order, ``emit`` last.
+        Stage name → seconds, in pipeline order, ``emit_targets`` last.
     """
     from flowc.diagnostics import Context
-    from flowc.pipeline import BUILD_PASSES
+    from flowc.lazy import load
+    from flowc.pipeline import STAGES
 
     ctx = Context(str(path), {})
     value: object = path.read_text(encoding="utf-8")
     seconds: dict[str, float] = {}
-    for step in BUILD_PASSES:
+    for stage in STAGES:
+        run = load(stage.run)
         start = time.perf_counter()
-        value = step(value, ctx)
-        seconds[step.__name__.strip("_")] = time.perf_counter() - start
+        value = run(value, ctx)
+        seconds[stage.name] = time.perf_counter() - start
     return seconds
 
 

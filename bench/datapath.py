@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from flowc.runtime.report import percentile
 from flowc.runtime.ring import Ring
 
 CTX = mp.get_context("fork")  # children inherit the mapped rings and pipes; nothing has to be pickled
@@ -261,12 +262,6 @@ def idle_cpu_pct(seconds: float, cpu: int) -> float:
     ring.close()
     Ring.unlink(name)
     return value
-
-
-def percentile(samples: list[float], q: float) -> float:
-    """The ``q`` quantile (0..1) of ``samples`` by rank."""
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def measure(quick: bool, cpus: tuple[int, int]) -> dict[str, Any]:

@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import flowc.emit.kubernetes.emitter as k8s
     from flowc.diagnostics import Context
-    from flowc.pipeline import BUILD_PASSES, compile_source
+    from flowc.pipeline import compile_source
 
     text = topology(args.nodes)
     result = compile_source(text, "bench.yaml", environ={})
@@ -87,12 +87,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("bench: the generated topology does not compile:", *result.diagnostics, sep="\n", file=sys.stderr)
         return 2
     plan = result.plan
+    settings = k8s.Settings.merged(plan.targets.get("kubernetes", {}), {}, plan.source)
 
     captured: list[object] = []
     real_dump = k8s.dump_yaml
     k8s.dump_yaml = lambda obj: captured.append(obj) or real_dump(obj)
     try:
-        manifests = k8s.emit_kubernetes(plan, Context("bench.yaml"))
+        manifests = k8s.emit(plan, settings, Context("bench.yaml"))
     finally:
         k8s.dump_yaml = real_dump
     dumper = getattr(yaml, "CSafeDumper", None)
@@ -105,9 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             yaml.dump(obj, Dumper=dumper, sort_keys=True, default_flow_style=False, width=1 << 16)
 
     base = median_seconds(baseline, args.runs)
-    emit = median_seconds(lambda: k8s.emit_kubernetes(plan, Context("bench.yaml")), args.runs)
+    emit = median_seconds(lambda: k8s.emit(plan, settings, Context("bench.yaml")), args.runs)
     def build() -> object:
-        return compile_source(text, "bench.yaml", environ={}, passes=BUILD_PASSES)
+        return compile_source(text, "bench.yaml", environ={}, until="artifacts")
 
     full = median_seconds(build, max(1, args.runs // 2))
     size = sum(len(a.content) for a in manifests)

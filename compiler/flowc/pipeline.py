@@ -58,7 +58,7 @@ STAGES: tuple[Stage, ...] = (
     _pass("place", "spec", "graph"),
     _pass("resolve_transports", "graph", "plan"),
     _pass("choose_offers", "plan", "plan"),
-    Stage("emit", "flowc.emit.registry:emit_targets", "plan", "artifacts"),
+    Stage("emit_targets", "flowc.emit.registry:emit_targets", "plan", "artifacts"),
 )
 
 

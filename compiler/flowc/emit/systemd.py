@@ -5,8 +5,9 @@ pulls them in, the node's plan slice and a README.
 
 Units are rendered from jinja2 templates in ``templates/systemd`` with ``StrictUndefined``; every value
 that is user text goes through :func:`env_assignment` or :func:`unit_text`, so quotes, ``%`` specifiers,
-backslashes and newlines cannot break out of a directive. Stop order follows start order reversed:
-producers (and route receivers) start last and stop first, the channels unit stops last.
+backslashes and newlines cannot break out of a directive. Units start in the node's start stages (``After=``
+every unit of an earlier stage: readers before their writers); systemd stops them in reverse, so writers stop
+first, readers drain, and the channels unit stops last.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Pass ``resolve_transports``: PlacementGraph → :class:`~flowc.model.plan.Plan`.
 
-The AlphaPulse rule, made explicit: producer and consumer on the same node and NUMA domain → shared
-memory; same node, other NUMA domain → shared memory with FLC401 (warning: every message crosses the
-interconnect); different nodes → TCP through the route, with its compression. Channel types the
-document omits are inferred from the number of producers and consumers on each node.
+The AlphaPulse rule, made explicit: producer and consumer on the same node → shared memory (marked
+``cross_numa`` when they sit on different NUMA domains; ``check_transports`` already warned about it, FLC401);
+different nodes → TCP through the route, with its compression. Channel types the document omits are inferred
+from the number of producers and consumers on each node; each node's processes get their start stages from
+the placement graph. Emits nothing.
 """
 
 from __future__ import annotations
