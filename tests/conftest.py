@@ -1,7 +1,9 @@
-"""Shared pytest options: ``--update-golden`` rewrites golden files instead of comparing them."""
+"""Shared test helpers: ``--update-golden``, golden comparison, and :func:`require_tool` for external programs."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -31,3 +33,30 @@ def compare_or_update(path: Path, actual: str | bytes, update: bool) -> None:
         assert actual == expected.decode(), f"{path} differs; run pytest --update-golden and review the diff"
     else:
         assert data == expected, f"{path} differs; run pytest --update-golden and review the diff"
+
+
+def in_ci() -> bool:
+    """Return True when ``CI`` says this is a CI run (``true``, ``1`` or ``yes``, as CI services set it)."""
+    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
+def require_tool(*names: str) -> str:
+    """Return the path of the first of ``names`` on ``PATH``, or stop the calling test.
+
+    A developer without the program gets a skip that names it; a CI run (``CI=true``) gets a failure instead,
+    because ``.ci/run`` installs every such program and a skip there would hide a test that never ran.
+
+    Args:
+        names: Executable names to try, in order (``"chromium", "chromium-browser"``).
+
+    Returns:
+        The absolute path of the first one found.
+    """
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    reason = f"{' or '.join(repr(n) for n in names)} is not installed"
+    if in_ci():
+        pytest.fail(f"{reason}; with CI=true this is an error, not a skip (.ci/run installs it)", pytrace=False)
+    pytest.skip(reason)

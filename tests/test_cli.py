@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from click.testing import CliRunner
 
 from flowc.cli import main
 
-from conftest import ROOT
+from conftest import ROOT, require_tool
 
 EXAMPLES = ROOT / "examples"
 INVALID = ROOT / "tests" / "invalid"
@@ -179,8 +178,8 @@ def test_graph_dot() -> None:
     assert '"strategy_node/#signals" -> "strategy_node/risk_monitor" [color="#ef6c00"]' in dot
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz is not installed")
 def test_graph_svg(tmp_path: Path) -> None:
+    require_tool("dot")
     out = tmp_path / "g.svg"
     result = run("graph", str(EXAMPLES / "multi-node.yaml"), "-o", str(out))
     assert result.exit_code == 0, result.output

@@ -13,20 +13,23 @@ import json, sys
 from click.testing import CliRunner
 from flowc.cli import main
 result = CliRunner().invoke(main, sys.argv[1:])
-print(json.dumps({"exit": result.exit_code, "modules": sorted(sys.modules)}))
+print(json.dumps({"exit": result.exit_code, "output": result.output, "modules": sorted(sys.modules)}))
 """
 
 HEAVY = ("networkx", "jinja2", "kubernetes", "rich", "httpx", "yaml", "zmq")
 
 
 def probe(*args: str) -> dict:
-    proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    """Run ``flowc ARGS`` in a fresh interpreter; return its exit code, output and every module it loaded."""
+    proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["exit"] == 0, f"flowc {' '.join(args)} exited with {result['exit']}:\n{result['output']}"
+    return result
 
 
 def test_check_does_not_import_heavy_libraries() -> None:
     result = probe("check", str(ROOT / "examples" / "multi-node.yaml"))
-    assert result["exit"] == 0
     loaded = {m.split(".")[0] for m in result["modules"]}
     assert "jsonschema" in loaded and "flowc" in loaded, "the probe must exercise the real check path"
     assert not loaded.intersection(HEAVY), loaded.intersection(HEAVY)
@@ -35,10 +38,12 @@ def test_check_does_not_import_heavy_libraries() -> None:
 
 def test_help_imports_only_click() -> None:
     result = probe("--help")
+    assert "Usage:" in result["output"]
     loaded = {m.split(".")[0] for m in result["modules"]}
     assert not loaded.intersection({*HEAVY, "jsonschema", "pydantic", "ruamel"})
 
 
 def test_build_uses_networkx() -> None:
     result = probe("graph", str(ROOT / "examples" / "multi-node.yaml"))
+    assert "digraph" in result["output"], "the probe must have drawn the graph"
     assert "networkx" in {m.split(".")[0] for m in result["modules"]}

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from flowc.cli import main
+from flowc.providers.mithril.api import endpoints
 from flowc.providers.mithril.domain.pricing import (
     TREND_THRESHOLD,
     PriceDataPoint,
@@ -279,9 +280,6 @@ class FakeEndpoints:
 
 @pytest.fixture
 def fake_api(monkeypatch):
-    pytest.importorskip("flowc.providers.mithril.api.endpoints")
-    from flowc.providers.mithril.api import endpoints
-
     fake = FakeEndpoints()
     for name in ("spot_availability", "instance_types", "price_history"):
         monkeypatch.setattr(endpoints, name, getattr(fake, name))

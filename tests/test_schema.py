@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from conftest import ROOT
+from conftest import ROOT, require_tool
 
 
 def _check_jsonschema() -> list[str]:
-    exe = shutil.which("check-jsonschema") or str(Path(sys.executable).parent / "check-jsonschema")
-    if not Path(exe).exists():
-        pytest.skip("check-jsonschema is not installed")
-    return [exe]
+    beside = Path(sys.executable).parent / "check-jsonschema"  # this interpreter's, when its bin/ is not on PATH
+    return [str(beside) if beside.exists() else require_tool("check-jsonschema")]
 
 
 def test_schema_is_valid_draft_2020_12_with_ecma_regexes() -> None:

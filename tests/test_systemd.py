@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from flowc.cli import main
 from flowc.emit.systemd import env_assignment
 
-from conftest import ROOT
+from conftest import ROOT, require_tool
 
 SOURCES = sorted((ROOT / "examples").glob("*.yaml")) + sorted((ROOT / "tests" / "golden").glob("*/input.yaml"))
 TRUE = shutil.which("true") or "/bin/true"
@@ -35,17 +35,23 @@ def read_unit(path: Path) -> configparser.RawConfigParser:
     return parser
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def verify(units: list[str], cwd: Path | None = None) -> str:
+    """Run ``systemd-analyze verify`` on ``units`` and return what it wrote to stderr (nothing when they pass)."""
+    analyze = require_tool("systemd-analyze")
+    proc = subprocess.run([analyze, "verify", "--man=no", *units], capture_output=True, text=True, check=False,
+                          cwd=cwd)
+    return proc.stderr
+
+
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_systemd_analyze_verify_is_silent(tmp_path: Path, source: Path) -> None:
+    require_tool("systemd-analyze")
     systemd = build(tmp_path, source)
     folders = sorted(systemd.iterdir()) if systemd.exists() else []
     assert folders or not re.search(r"^nodes:", source.read_text(), re.M)
     for folder in folders:
         units = sorted(str(p) for p in folder.iterdir() if p.suffix in (".service", ".target"))
-        proc = subprocess.run(["systemd-analyze", "verify", "--man=no", *units], capture_output=True, text=True,
-                              check=False, cwd=folder)
-        assert proc.stderr == "", proc.stderr
+        assert verify(units, cwd=folder) == ""
 
 
 def test_units_pin_what_the_plan_says(tmp_path: Path) -> None:
@@ -111,7 +117,8 @@ def _unquote(value: str) -> str:
     return re.sub(r'\\\\|\\"|\\n|\\t', lambda m: escapes[m.group(0)], body).replace("\0", "%")
 
 
-def test_hostile_environment_values_stay_inside_their_directive(tmp_path: Path) -> None:
+def hostile_units(tmp_path: Path) -> Path:
+    """Build a one-node document whose producer's environment holds every value of ``HOSTILE``; return its units."""
     # JSON strings are YAML double-quoted scalars; '$$' keeps flowc's ${VAR} substitution away.
     env = "\n".join(f"      {key}: {json.dumps(value.replace('$', '$$'))}" for key, value in HOSTILE.items())
     source = tmp_path / "hostile.yaml"
@@ -125,8 +132,11 @@ def test_hostile_environment_values_stay_inside_their_directive(tmp_path: Path) 
 nodes:
   box: {{hostname: box, actors: {{feed: {{cpu: [0]}}, sink: {{cpu: [1]}}}}}}
 """)
-    systemd = build(tmp_path, source)
-    text = (systemd / "box" / "flowc-hostile-feed.service").read_text()
+    return build(tmp_path, source) / "box"
+
+
+def test_hostile_environment_values_stay_inside_their_directive(tmp_path: Path) -> None:
+    text = (hostile_units(tmp_path) / "flowc-hostile-feed.service").read_text()
     lines = [line for line in text.splitlines() if line.startswith("Environment=")]
     assert len(lines) == len(HOSTILE), "no value may add or split a line"
     seen = {}
@@ -135,11 +145,12 @@ nodes:
         seen[key] = value
     assert seen == HOSTILE
     assert "ExecStart=/bin/evil" not in text.replace('\\nExecStart=/bin/evil', "")
-    if shutil.which("systemd-analyze"):
-        units = [str(p) for p in (systemd / "box").iterdir() if p.suffix in (".service", ".target")]
-        proc = subprocess.run(["systemd-analyze", "verify", "--man=no", *units], capture_output=True, text=True,
-                              check=False)
-        assert proc.stderr == ""
+
+
+def test_hostile_environment_values_pass_systemd_analyze(tmp_path: Path) -> None:
+    require_tool("systemd-analyze")
+    box = hostile_units(tmp_path)
+    assert verify(sorted(str(p) for p in box.iterdir() if p.suffix in (".service", ".target"))) == ""
 
 
 def test_env_assignment_escapes() -> None:

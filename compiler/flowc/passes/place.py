@@ -63,8 +63,9 @@ class PlacementGraph:
     def links(self) -> list[Link]:
         """Return every producer → consumer hop, sorted.
 
-        A consumer is reachable from a channel through ``reads`` edges, possibly after one ``route`` edge to the
-        same channel on another node; the view holds no ``writes`` edges, so reachability stops at the first actor.
+        A consumer is reached from a channel through a ``reads`` edge, or through one ``route`` edge to the same
+        channel on another node and a ``reads`` edge there (at most two edges: a link crosses at most one route,
+        as the plan records one). The view holds no ``writes`` edges, so a path stops at the first actor.
         """
         reading = nx.subgraph_view(self._graph, filter_edge=lambda u, v, kind: kind == "reads" or
                                    kind.startswith("route:"))
@@ -73,12 +74,10 @@ class PlacementGraph:
             if kind != "writes" or writer[0] != "actor":
                 continue
             producer = (self._node_of(writer[1]), writer[1])
-            for reader in nx.descendants(reading, channel):
+            for reader, path in nx.single_source_shortest_path(reading, channel, cutoff=2).items():
                 if reader[0] != "actor":
                     continue
-                path = nx.shortest_path(reading, channel, reader)
-                route = next((k[6:] for a, b in zip(path, path[1:], strict=False)
-                              for k in self._graph[a][b] if k.startswith("route:")), None)
+                route = next((k[6:] for k in self._graph[path[0]][path[1]] if k.startswith("route:")), None)
                 found.add(Link(channel[2], producer, (path[-2][1], reader[1]), route))
         return sorted(found, key=lambda link: (link.channel, link.producer, link.consumer, link.route or ""))
 

@@ -23,6 +23,7 @@ from flowc.emit.kubernetes.settings import (
     Settings,
     mebibytes,
 )
+from flowc.model.node_view import SHM_DIR
 from flowc.model.plan import NodePlan, Plan
 
 MIB = 1024 * 1024
@@ -68,7 +69,7 @@ def node_objects(part: Plan, node: str, name: str, settings: Settings) -> list[d
     shm = shm_bytes(info)
     memory = mebibytes(shm + ACTOR_MEMORY_MIB * MIB * max(1, len(info.actors)))
     resources = {"cpu": str(max(1, cpus)), "memory": memory}
-    mounts = [{"name": "plan", "mountPath": PLAN_MOUNT, "readOnly": True}, {"name": "dshm", "mountPath": "/dev/shm"}]
+    mounts = [{"name": "plan", "mountPath": PLAN_MOUNT, "readOnly": True}, {"name": "dshm", "mountPath": SHM_DIR}]
     volumes: list[dict[str, Any]] = [
         {"name": "plan", "configMap": {"name": name + PLAN_SUFFIX}},
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": mebibytes(shm)}},
