@@ -222,8 +222,8 @@ def time_passes(path: Path) -> dict[str, float]:
     Returns:
         Stage name → seconds, in pipeline order, ``emit_targets`` last.
     """
-    from flowc.diagnostics import Context
     from flowc.lazy import load
+    from flowc.model.context import Context
     from flowc.pipeline import STAGES
 
     ctx = Context(str(path), {})

@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import flowc.emit.kubernetes.emitter as k8s
-    from flowc.diagnostics import Context
+    from flowc.model.context import Context
     from flowc.pipeline import compile_source
 
     text = topology(args.nodes)

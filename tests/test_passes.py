@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flowc.diagnostics import Context
 from flowc.model import catalog
+from flowc.model.context import Context
 from flowc.model.units import format_cpuset, parse_cpuset, parse_size
 from flowc.passes.parse import parse
 from flowc.passes.substitute import substitute

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
-from flowc.diagnostics import Context
 from flowc.diagnostics.codes import CODES
 from flowc.diagnostics.render import render_text
 from flowc.emit.registry import emit_targets as emit_all
+from flowc.model.context import Context
 from flowc.passes.resolve_transports import DEFAULT_BUFFER_SIZE
 from flowc.pipeline import compile_source
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from flowc.diagnostics import CompileError, Context, Diagnostic, Span
+from flowc.diagnostics import CompileError, Diagnostic, Span
 from flowc.lazy import load
+from flowc.model.context import Context
 from flowc.model.options import BuildOptions
 
 Kind = Literal["text", "document", "spec", "graph", "plan", "artifacts"]

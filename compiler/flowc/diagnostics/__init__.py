@@ -3,6 +3,6 @@
 Everything that reports a problem with the input imports the model from here.
 """
 
-from flowc.diagnostics.model import CompileError, Context, Diagnostic, Severity, Span, UserError
+from flowc.diagnostics.model import CompileError, Diagnostic, Severity, Span, UserError
 
-__all__ = ["CompileError", "Context", "Diagnostic", "Severity", "Span", "UserError"]
+__all__ = ["CompileError", "Diagnostic", "Severity", "Span", "UserError"]

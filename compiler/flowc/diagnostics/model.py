@@ -1,4 +1,4 @@
-"""The one diagnostic model: spans, diagnostics, and the context every pass reports through.
+"""The one diagnostic model: spans, diagnostics, and the errors that end a compilation or a command.
 
 Positions are 1-based everywhere in this module; the parser converts ruamel.yaml's 0-based marks
 exactly once (see :func:`Span.from_mark`).
@@ -7,19 +7,7 @@ exactly once (see :func:`Span.from_mark`).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-from flowc.diagnostics.codes import CODES
-
-if TYPE_CHECKING:
-    from flowc.model.options import BuildOptions
-
-
-def _no_options() -> BuildOptions:
-    from flowc.model.options import BuildOptions
-
-    return BuildOptions()
+from dataclasses import dataclass
 
 
 class Severity(enum.StrEnum):
@@ -103,53 +91,3 @@ class CompileError(Exception):
         """
         super().__init__(f"{sum(d.severity is Severity.ERROR for d in diagnostics)} error(s)")
         self.diagnostics = sorted(diagnostics, key=lambda d: d.sort_key)
-
-
-@dataclass
-class Context:
-    """What a pass reports through: the file being compiled and the diagnostics found so far.
-
-    Passes never build positions or message prefixes themselves; they call :meth:`error` or
-    :meth:`warn` with a span (every IR and plan object carries its own) and the pipeline stops after any
-    stage that reported an error. ``options`` is what the command line asked for (price data, targets and
-    their settings, a :class:`~flowc.model.options.BuildOptions`).
-    """
-
-    path: str
-    environ: dict[str, str] = field(default_factory=dict)
-    diagnostics: list[Diagnostic] = field(default_factory=list)
-    options: BuildOptions = field(default_factory=lambda: _no_options())
-
-    def error(self, code: str, message: str, *, at: Span, help: str | None = None) -> None:
-        """Record an error.
-
-        Args:
-            code: A registered code, ``FLCnnn``.
-            message: Lower case, no trailing period, names quoted ``'like_this'``.
-            at: Where the problem is.
-            help: How to fix it.
-        """
-        self._add(code, Severity.ERROR, message, at, help)
-
-    def warn(self, code: str, message: str, *, at: Span, help: str | None = None) -> None:
-        """Record a warning; same arguments as :meth:`error`."""
-        self._add(code, Severity.WARNING, message, at, help)
-
-    def _add(self, code: str, severity: Severity, message: str, at: Span, help: str | None) -> None:
-        if code not in CODES:
-            raise KeyError(f"unregistered diagnostic code {code}")
-        self.diagnostics.append(Diagnostic(code, severity, message, at, help))
-
-    @property
-    def has_errors(self) -> bool:
-        """Whether any error has been recorded."""
-        return any(d.severity is Severity.ERROR for d in self.diagnostics)
-
-    def stop_if_errors(self) -> None:
-        """End the compilation after a stage that found errors (collect, then raise).
-
-        Raises:
-            CompileError: When an error was recorded.
-        """
-        if self.has_errors:
-            raise CompileError(self.diagnostics)

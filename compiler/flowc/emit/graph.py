@@ -10,9 +10,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from flowc.diagnostics import Context
 from flowc.emit.artifact import Artifact
 from flowc.emit.settings import NoSettings as Settings
+from flowc.model.context import Context
 from flowc.model.plan import Plan
 from flowc.model.units import format_size
 

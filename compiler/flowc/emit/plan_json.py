@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from flowc.diagnostics import Context
 from flowc.emit.artifact import Artifact
 from flowc.emit.settings import NoSettings as Settings
+from flowc.model.context import Context
 from flowc.model.plan import Plan
 
 __all__ = ["Settings", "emit"]

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from flowc.diagnostics import Context
 from flowc.lazy import load
+from flowc.model.context import Context
 
 if TYPE_CHECKING:  # the check path imports this module and must not load the plan models
     from flowc.emit.artifact import Artifact

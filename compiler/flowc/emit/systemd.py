@@ -15,10 +15,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flowc.diagnostics import Context
 from flowc.emit.artifact import Artifact
 from flowc.emit.settings import TargetSettings
 from flowc.emit.templates import environment
+from flowc.model.context import Context
 from flowc.model.node_view import NodeView
 from flowc.model.plan import Plan
 from flowc.model.units import format_cpuset

@@ -10,9 +10,9 @@ with 'command', or 'params' without 'run').
 
 from __future__ import annotations
 
-from flowc.diagnostics import Context
 from flowc.diagnostics.suggestions import help_for
 from flowc.model import ir
+from flowc.model.context import Context
 from flowc.model.units import format_cpuset
 from flowc.passes._channel_index import ChannelIndex, channel_index, numa_of_cpus
 

@@ -7,9 +7,9 @@ nodes without a route; the help spells the route to add), FLC323 (route to its o
 
 from __future__ import annotations
 
-from flowc.diagnostics import Context
 from flowc.diagnostics.suggestions import help_for
 from flowc.model import ir
+from flowc.model.context import Context
 from flowc.passes._channel_index import channel_index
 
 

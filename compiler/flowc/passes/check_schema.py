@@ -15,8 +15,9 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from flowc import data
-from flowc.diagnostics import Context, Span
+from flowc.diagnostics import Span
 from flowc.diagnostics.suggestions import help_for
+from flowc.model.context import Context
 from flowc.model.document import Document, Path
 
 _TYPE_WORDS = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",

@@ -9,9 +9,9 @@ warning), FLC339 (duplicate task name) and FLC340 (block volume on several insta
 
 from __future__ import annotations
 
-from flowc.diagnostics import Context
 from flowc.diagnostics.suggestions import help_for
 from flowc.model import catalog, ir
+from flowc.model.context import Context
 
 NVLINK_MAX_GPUS = 8
 _RDMA = ("infiniband", "roce")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import graphlib
 
-from flowc.diagnostics import Context
 from flowc.model import ir
+from flowc.model.context import Context
 from flowc.passes._channel_index import channel_index, placed_numa
 
 

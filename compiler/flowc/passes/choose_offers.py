@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowc.diagnostics import Context, Span
+from flowc.diagnostics import Span
+from flowc.model.context import Context
 from flowc.model.options import PriceOracle
 from flowc.model.plan import OfferPlan, Plan, TaskPlan
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from flowc import data as shipped
-from flowc.diagnostics import Context, Span
+from flowc.diagnostics import Span
 from flowc.model import ir
+from flowc.model.context import Context
 from flowc.model.document import Document, Path
 from flowc.model.units import parse_cpuset, parse_size
 

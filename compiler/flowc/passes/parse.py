@@ -18,7 +18,8 @@ from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.events import AliasEvent
 from ruamel.yaml.reader import ReaderError
 
-from flowc.diagnostics import Context, Span
+from flowc.diagnostics import Span
+from flowc.model.context import Context
 from flowc.model.document import Document, Path
 
 MAX_BYTES = 4 * 1024 * 1024

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from flowc.diagnostics import Context
 from flowc.model import ir
+from flowc.model.context import Context
 from flowc.model.plan import receiver_key, sender_key
 from flowc.passes._channel_index import channel_index, placed_numa
 

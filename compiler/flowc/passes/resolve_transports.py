@@ -9,7 +9,7 @@ the placement graph. Emits nothing.
 
 from __future__ import annotations
 
-from flowc.diagnostics import Context
+from flowc.model.context import Context
 from flowc.model.plan import ActorPlan, ChannelPlan, LinkPlan, NodePlan, Plan, RoutePlan
 from flowc.model.units import format_cpuset
 from flowc.passes._channel_index import channel_index

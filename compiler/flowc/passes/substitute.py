@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flowc.diagnostics import Context
+from flowc.model.context import Context
 from flowc.model.document import Document, Path
 
 _REF = re.compile(r"\$\$|\$\{([^}]*)\}|\$\{")

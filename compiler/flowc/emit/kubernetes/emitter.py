@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowc.diagnostics import Context, Span
+from flowc.diagnostics import Span
 from flowc.emit.artifact import Artifact
 from flowc.emit.kubernetes.datapath import node_objects, route_service
 from flowc.emit.kubernetes.settings import Settings, k8s_name
+from flowc.model.context import Context
 
 __all__ = ["Settings", "emit"]
 from flowc.emit.kubernetes.tasks import task_objects

@@ -7,9 +7,10 @@ ConfigMap and a ``-routes`` Service. Emits FLC505 (a name or hostname Kubernetes
 
 from __future__ import annotations
 
-from flowc.diagnostics import Context, Span
+from flowc.diagnostics import Span
 from flowc.emit.kubernetes.settings import k8s_name, valid_dns_label
 from flowc.model import ir
+from flowc.model.context import Context
 
 ROUTES_SUFFIX = "-routes"
 PLAN_SUFFIX = "-plan"

@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flowc.diagnostics import Context, Span
+from flowc.diagnostics import Span
 from flowc.emit.artifact import Artifact
 from flowc.emit.mithril.script import PLAIN_LIMIT, SCRIPT_LIMIT, compress_script, render_script
 from flowc.emit.mithril.settings import Settings
+from flowc.model.context import Context
 from flowc.model.plan import Plan, TaskPlan
 
 __all__ = ["Settings", "emit", "placement_spec"]
