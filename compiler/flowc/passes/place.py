@@ -67,17 +67,22 @@ class PlacementGraph:
         channel on another node and a ``reads`` edge there (at most two edges: a link crosses at most one route,
         as the plan records one). The view holds no ``writes`` edges, so a path stops at the first actor.
         """
-        reading = nx.subgraph_view(self._graph, filter_edge=lambda u, v, kind: kind == "reads" or
-                                   kind.startswith("route:"))
+        # A graph of its own, not a filtered view: a view counts its vertices by filtering them on every search.
+        reading = nx.DiGraph()
+        reading.add_edges_from((u, v, {"route": kind[6:] if kind.startswith("route:") else None})
+                               for u, v, kind in self._graph.edges(keys=True)
+                               if kind == "reads" or kind.startswith("route:"))
         found: set[Link] = set()
         for writer, channel, kind in self._graph.edges(keys=True):
             if kind != "writes" or writer[0] != "actor":
                 continue
             producer = (self._node_of(writer[1]), writer[1])
+            if channel not in reading:
+                continue
             for reader, path in nx.single_source_shortest_path(reading, channel, cutoff=2).items():
                 if reader[0] != "actor":
                     continue
-                route = next((k[6:] for k in self._graph[path[0]][path[1]] if k.startswith("route:")), None)
+                route = reading.edges[path[0], path[1]]["route"]
                 found.add(Link(channel[2], producer, (path[-2][1], reader[1]), route))
         return sorted(found, key=lambda link: (link.channel, link.producer, link.consumer, link.route or ""))
 
