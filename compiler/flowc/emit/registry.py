@@ -110,7 +110,7 @@ def emit_targets(plan: Plan, ctx: Context) -> list[Artifact]:
     artifacts: dict[str, Artifact] = {}
     for target in select(ctx.options.targets):
         settings = load(f"{target.module}:Settings").merged(
-            plan.targets.get(target.name, {}), ctx.options.for_target(target.name), plan.source)
+            plan.target_settings.get(target.name, {}), ctx.options.for_target(target.name), plan.source)
         for artifact in load(f"{target.module}:emit")(plan, settings, ctx):
             if artifact.path in artifacts:
                 raise ValueError(f"two targets write '{artifact.path}'")

@@ -159,7 +159,7 @@ class Route(Located):
 class Spec(BaseModel):
     """The whole document, typed: what to rent (tasks) and the actor topology.
 
-    ``targets`` carries each output target's own settings section (validated by the schema) through
+    ``target_settings`` carries each output target's own settings section (validated by the schema) through
     to its emitter untouched, so that no target's vocabulary enters the IR.
     """
 
@@ -170,4 +170,4 @@ class Spec(BaseModel):
     actors: tuple[Actor, ...] = ()
     nodes: tuple[Node, ...] = ()
     routes: tuple[Route, ...] = ()
-    targets: Mapping[str, Mapping[str, Any]] = Field(default_factory=dict)
+    target_settings: Mapping[str, Mapping[str, Any]] = Field(default_factory=dict)

@@ -19,7 +19,7 @@ SHM_DIR = "/dev/shm"
 
 
 @dataclass(frozen=True)
-class RingSpec:
+class RingLayout:
     """One channel's shared-memory ring on this node."""
 
     channel: str
@@ -53,7 +53,7 @@ class NodeView:
     plan: NodeSlice
     node: str
     prefix: str = ""
-    rings: dict[str, RingSpec] = field(default_factory=dict)
+    rings: dict[str, RingLayout] = field(default_factory=dict)
     actor_io: dict[str, dict[str, dict[str, dict[str, object]]]] = field(default_factory=dict)
     bridges: list[Bridge] = field(default_factory=list)
 
@@ -81,7 +81,7 @@ class NodeView:
         for channel, spec in info.channels.items():
             receivers = [r for r in spec.routes_in]
             senders = [(r, t) for r in spec.routes_out for t in plan.routes[r].targets if t != node]
-            layout.rings[channel] = RingSpec(channel, f"{prefix}-{channel}", spec.buffer_size,
+            layout.rings[channel] = RingLayout(channel, f"{prefix}-{channel}", spec.buffer_size,
                                              max(1, len(spec.producers) + len(receivers)),
                                              max(1, len(spec.consumers) + len(senders)), spec.policy,
                                              spec.spin_us, spec.huge_pages)

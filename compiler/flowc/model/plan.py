@@ -200,7 +200,8 @@ class Plan(_Frozen):
     nodes: dict[str, NodePlan]
     routes: dict[str, RoutePlan]
     links: tuple[LinkPlan, ...]
-    targets: dict[str, dict[str, Any]] = {}
+    #: Each output target's settings section as the document wrote it (route ``targets`` are nodes).
+    target_settings: dict[str, dict[str, Any]] = {}
 
     def slices(self, address: dict[str, str]) -> dict[str, NodeSlice]:
         """Return, per node, the part of the plan its launcher needs, with the addresses of its peers.

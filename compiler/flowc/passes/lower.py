@@ -91,9 +91,9 @@ class _Lowerer:
         actors = [self.actor(name, body) for name, body in data.get("actors", {}).items()]
         nodes = [self.node(name, body) for name, body in data.get("nodes", {}).items()]
         routes = [self.route(name, body) for name, body in data.get("inter_node", {}).items()]
-        targets = {name: data[name] for name in target_sections() if name in data}
+        settings = {name: data[name] for name in target_sections() if name in data}
         return ir.Spec.model_construct(
-            targets=targets,
+            target_settings=settings,
             path=self.doc.path, tasks=tuple(tasks), actors=tuple(actors), nodes=tuple(nodes), routes=tuple(routes)
         )
 

@@ -71,7 +71,7 @@ def resolve_transports(graph: PlacementGraph, ctx: Context) -> Plan:
             actors=actors, channels=channels, start_stages=graph.start_stages(node.name))
     return Plan(source=_basename(spec.path), tasks={t.name: plan_task(t) for t in spec.tasks}, nodes=nodes,
                 routes=routes, links=tuple(links),
-                targets={name: dict(section) for name, section in spec.targets.items()})
+                target_settings={name: dict(section) for name, section in spec.target_settings.items()})
 
 
 def _channel(key, declared, index, actors: dict[str, ActorPlan]) -> ChannelPlan:
