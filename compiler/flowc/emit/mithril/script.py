@@ -1,7 +1,8 @@
 """The startup script of a task's instances: its env exported and its command run in its image, all quoted.
 
 Rendered from ``templates/mithril/startup.sh.j2``; every value a user wrote goes through ``shell_quote``
-(:func:`shlex.quote`). Past :data:`PLAIN_LIMIT` characters the script is sent as a gzip+base64 self-extracting
+(:func:`shlex.quote`), and what stands in a comment also through ``comment_text``, so no file name can end the
+comment and run as a command. Past :data:`PLAIN_LIMIT` characters the script is sent as a gzip+base64 self-extracting
 script checked by SHA-256 (:func:`compress_script`).
 """
 
@@ -21,6 +22,18 @@ SCRIPT_LIMIT = 10_000
 PLAIN_LIMIT = 9_500
 
 
+def comment_text(text: str) -> str:
+    r"""Text that cannot leave the shell comment it stands in: every unprintable character becomes ``?``.
+
+    A newline would end the comment and run the rest as root on the instance.
+
+    Example:
+        >>> comment_text("t\ntouch PWNED;id #.yaml")
+        't?touch PWNED;id #.yaml'
+    """
+    return "".join(char if char.isprintable() else "?" for char in text)
+
+
 def render_script(source: str, task: TaskPlan) -> str:
     """The plain startup script of ``task``.
 
@@ -32,7 +45,8 @@ def render_script(source: str, task: TaskPlan) -> str:
         A bash script.
     """
     argv = ["bash", "-c", task.command] if isinstance(task.command, str) else list(task.command or ())
-    template = environment("mithril", {"shell_quote": shlex.quote}).get_template("startup.sh.j2")
+    filters = {"shell_quote": shlex.quote, "comment_text": comment_text}
+    template = environment("mithril", filters).get_template("startup.sh.j2")
     return template.render(source=source, task=task.name, env=sorted(task.env.items()), image=task.image, argv=argv)
 
 
