@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from flowc.runtime.bridge import BridgeError, BridgeStats, Receiver, Sender, _Codec
+from flowc.runtime.bridge import BridgeError, BridgeStats, Sender
+from flowc.runtime.bridge_receiver import Receiver
+from flowc.runtime.wire import Codec
 
 CTX = multiprocessing.get_context("spawn")
 HEARTBEAT_S = 0.2
@@ -260,7 +262,7 @@ def test_receiver_rejects_another_route() -> None:
 
 @pytest.mark.parametrize("name", ["none", "lz4", "zstd"])
 def test_codec_round_trip_and_raw_fallback(name: str) -> None:
-    codec = _Codec(name)
+    codec = Codec(name)
     for payload in (b"", b"x", b"abc" * 1000, os.urandom(4096)):
         tag, data = codec.encode(payload)
         assert codec.decode(tag, data) == payload

@@ -12,12 +12,14 @@ from flowc.cli.common import EXIT_ERRORS, EXIT_OK, FILE, guard
 
 
 def _api_errors() -> tuple[type[Exception], ...]:
-    """Return the API client's error base class, when that package is installed."""
+    """Return the errors a pricing command reports with exit 1: the price store's, and the API client's."""
+    from flowc.providers.mithril.domain.store import StoreError
+
     try:
         from flowc.providers.mithril.api.errors import MithrilApiError
     except ImportError:
-        return ()
-    return (MithrilApiError,)
+        return (StoreError,)
+    return (StoreError, MithrilApiError)
 
 
 def _pricing_show(spot: bool, history: float | None, instance_type: str | None, region: str | None, web: bool,
@@ -38,6 +40,9 @@ def _pricing_show(spot: bool, history: float | None, instance_type: str | None, 
         history = 168.0
     try:
         provider = MithrilProvider(source)
+    except _api_errors() as exc:  # choosing a source reads the store
+        click.echo(f"flowc pricing: error: {exc.message}", err=True)  # type: ignore[attr-defined]
+        return EXIT_ERRORS
     except ImportError as exc:
         click.echo(f"flowc pricing: error: live prices need the Mithril API client ({exc})", err=True)
         click.echo("  help: use --source local or --source sample", err=True)

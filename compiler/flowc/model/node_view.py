@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from flowc.model.plan import NodeSlice, receiver_key, sender_key
 
-#: Where a node's rings, registry, measurements and route state live.
+#: Where a node's rings, registry, lock, measurements and route state live (every name starts with its prefix).
 SHM_DIR = "/dev/shm"
 
 
@@ -114,6 +114,11 @@ class NodeView:
     def registry(self) -> str:
         """Path of the file that records this node's live segments and launcher."""
         return shm_path(f"{self.prefix}.registry")
+
+    @property
+    def lock(self) -> str:
+        """Path of the file whose ``flock`` one process holds while it owns this node's shared memory."""
+        return shm_path(f"{self.prefix}.lock")
 
     def route_state(self, route: str) -> str:
         """Where a route's receiver records the last sequence it delivered (survives a receiver restart)."""

@@ -7,8 +7,9 @@ so a route loses nothing that the sender took from its local channel.
 Protocol. Every ZeroMQ message is two frames: a 24-byte header (version, kind, codec, epoch, session,
 sequence) and a payload. A sender run has a random 64-bit *session* and numbers its messages 1, 2, 3, …
 Each (re)connection is an *epoch*: the sender sends ``HELLO`` (its route, codec and first unacknowledged
-sequence), the receiver answers ``WELCOME`` with the next sequence it expects, and the sender streams
-``DATA`` from there. The receiver delivers strictly in order, acknowledges cumulatively (``ACK`` every
+sequence), the receiver answers ``WELCOME`` with the next sequence it expects (and, as its payload, the
+largest frame it reads: the sender stops with :class:`BridgeError` rather than send a larger one), and the
+sender streams ``DATA`` from there. The receiver delivers strictly in order, acknowledges cumulatively (``ACK`` every
 ``ack_every`` messages and whenever its socket runs dry) and drops sequences it has already delivered. Data
 of an epoch it does not know (a restarted receiver, a lost frame) earns a ``RESYNC``, and the sender starts
 a new epoch. ``HEARTBEAT`` from the sender is answered with an ``ACK``, so each side notices a silent peer
@@ -29,37 +30,53 @@ acknowledged; the sender resends them to the restarted receiver:
   with the message, could close that window.
 
 A sender that is restarted starts a new session; what its predecessor had not yet sent is the local
-channel's concern. One sender per route: a second session taking over a receiver resets its order.
+channel's concern. One sender per route: another session takes over a receiver (and resets its order) only
+once the current sender has been silent for three heartbeats; until then its HELLO is refused as ``busy``.
 
-Example (two processes; ``ring_recv`` and ``ring_send`` stand for the local channel's ends)::
+Hostile peers. The receiver (:mod:`flowc.runtime.bridge_receiver`) is the end a stranger can reach. No frame
+can end it or reach the local channel unless it is the current session's next message: frames over the
+ring's largest message end their connection unread, only raw payloads and the route's own codec are
+accepted, decompression is bounded by the ring's largest message, per-peer state is capped, and every
+refused frame is counted by reason (:attr:`BridgeStats.rejects`, in the launch report per route). Until
+peers authenticate, a stranger who reaches the port while no sender holds the route can still become its
+sender.
+
+Example (two processes; ``ring_recv`` and ``ring_send`` stand for the local channel's ends; :class:`Receiver`
+is in :mod:`flowc.runtime.bridge_receiver`)::
 
     Sender("tcp://strategy-node-routes:7400", "quotes", compression="lz4").run(ring_recv, stop)
-    Receiver("tcp://*:7400", "quotes", compression="lz4").run(ring_send, stop)
+    Receiver("tcp://*:7400", "quotes", compression="lz4", max_message=ring.max_message).run(ring_send, stop)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import secrets
-import struct
 import time
-import zlib
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-import lz4.block
 import zmq
-import zstandard
 
-VERSION = 1
-DATA, HELLO, WELCOME, ACK, HEARTBEAT, RESYNC, REJECT = range(1, 8)
-CODECS = {"none": 0, "lz4": 1, "zstd": 2}
-_HEADER = struct.Struct("!BBBxIQQ")  # version, kind, codec, (pad), epoch, session, sequence
-_STATE = struct.Struct("<QQI")  # session, last delivered sequence, crc32 of the first 16 bytes
-_MIN_COMPRESS = 64  # smaller payloads never shrink enough to pay for the work
+from flowc.runtime.wire import (
+    ACK,
+    DATA,
+    HEARTBEAT,
+    HELLO,
+    LIMIT,
+    REJECT,
+    RESYNC,
+    VERSION,
+    WELCOME,
+    Codec,
+)
+from flowc.runtime.wire import HEADER as _HEADER
+from flowc.runtime.wire import header as _header
+
 _POLL_S = 0.05  # longest a loop waits before it looks at ``stop`` again
+#: Largest frame a sender accepts: the receiver only ever sends a header and a short reason.
+_SENDER_MAX_FRAME = 4096
 
 
 class BridgeError(RuntimeError):
@@ -90,6 +107,12 @@ class BridgeStats:
         payload_bytes: Uncompressed bytes of the messages taken (sender) or delivered (receiver).
         compressed_bytes: The same messages' bytes as they travel, after compression.
         abandoned: Messages still unacknowledged when a drain timed out (sender).
+        rejected: Frames refused and never delivered (receiver): the sum of ``rejects``.
+        rejects: Refused frames by reason (:data:`flowc.runtime.wire.REASONS`; receiver).
+        peers_evicted: Remembered peers forgotten to keep the receiver's state bounded (receiver).
+        disconnects: Connections that ended, including those ZeroMQ closed for a frame over the size limit.
+        handshake_failures: Connections refused during the ZeroMQ handshake (a protocol error or failed
+            authentication).
 
     Example:
         >>> stats = BridgeStats(sent=2, payload_bytes=300, compressed_bytes=100)
@@ -97,6 +120,9 @@ class BridgeStats:
         3.0
         >>> stats.as_dict()["compression_ratio"]
         3.0
+        >>> stats.reject("codec"); stats.reject("busy"); stats.reject("codec")
+        >>> stats.rejected, stats.as_dict()["rejects"]
+        (3, {'busy': 1, 'codec': 2})
     """
 
     sent: int = 0
@@ -110,45 +136,27 @@ class BridgeStats:
     payload_bytes: int = 0
     compressed_bytes: int = 0
     abandoned: int = 0
+    rejected: int = 0
+    rejects: dict[str, int] = dataclasses.field(default_factory=dict)
+    peers_evicted: int = 0
+    disconnects: int = 0
+    handshake_failures: int = 0
+
+    def reject(self, reason: str) -> None:
+        """Count one refused frame under ``reason``."""
+        self.rejected += 1
+        self.rejects[reason] = self.rejects.get(reason, 0) + 1
 
     @property
     def compression_ratio(self) -> float:
         """Uncompressed over compressed payload bytes (1.0 before any message)."""
         return self.payload_bytes / self.compressed_bytes if self.compressed_bytes else 1.0
 
-    def as_dict(self) -> dict[str, int | float]:
-        """The counters and the compression ratio as a plain dict."""
-        return {**dataclasses.asdict(self), "compression_ratio": round(self.compression_ratio, 4)}
-
-
-class _Codec:
-    """Per-message payload compression; a payload that would not shrink travels raw."""
-
-    def __init__(self, name: str) -> None:
-        if name not in CODECS:
-            raise ValueError(f"unknown compression '{name}'; expected one of {', '.join(sorted(CODECS))}")
-        self.id = CODECS[name]
-        self._zstd_c = zstandard.ZstdCompressor(level=3)
-        self._zstd_d = zstandard.ZstdDecompressor()
-
-    def encode(self, payload: bytes) -> tuple[int, bytes]:
-        if self.id == 0 or len(payload) < _MIN_COMPRESS:
-            return 0, payload
-        packed = lz4.block.compress(payload, store_size=True) if self.id == 1 else self._zstd_c.compress(payload)
-        return (self.id, packed) if len(packed) < len(payload) else (0, payload)
-
-    def decode(self, codec: int, data: bytes) -> bytes:
-        if codec == 0:
-            return data
-        if codec == 1:
-            return lz4.block.decompress(data)
-        if codec == 2:
-            return self._zstd_d.decompress(data)
-        raise BridgeError(f"unknown codec id {codec} on the wire")
-
-
-def _header(kind: int, codec: int, epoch: int, session: int, seq: int) -> bytes:
-    return _HEADER.pack(VERSION, kind, codec, epoch, session, seq)
+    def as_dict(self) -> dict[str, int | float | dict[str, int]]:
+        """The counters and the compression ratio as a plain dict (``rejects`` sorted by reason)."""
+        counters = dataclasses.asdict(self)
+        counters["rejects"] = dict(sorted(self.rejects.items()))
+        return {**counters, "compression_ratio": round(self.compression_ratio, 4)}
 
 
 class Sender:
@@ -173,7 +181,7 @@ class Sender:
         """
         if window < 1 or heartbeat_s <= 0:
             raise ValueError("window must be at least 1 and heartbeat_s positive")
-        _Codec(compression)
+        Codec(compression)
         self.endpoint, self.route, self.compression = endpoint, route, compression
         self.heartbeat_s, self.window, self.drain_timeout_s = heartbeat_s, window, drain_timeout_s
 
@@ -206,7 +214,7 @@ class _SenderRun:
     def __init__(self, cfg: Sender, recv: Callable[[float], bytes | None], stop: Event,
                  closed: Callable[[], bool] | None) -> None:
         self.cfg, self.recv, self.stop, self.closed = cfg, recv, stop, closed
-        self.codec = _Codec(cfg.compression)
+        self.codec = Codec(cfg.compression)
         self.stats = BridgeStats()
         self.session = secrets.randbits(64) or 1
         self.epoch = 0
@@ -219,6 +227,7 @@ class _SenderRun:
         self.ending = False
         self.drain_deadline = float("inf")
         self.blocked = False  # the socket refused data; wait for it to become writable
+        self.peer_limit: int | None = None  # the largest frame the receiver reads, from its WELCOME
         self.ctx = zmq.Context()
         self.sock: zmq.Socket | None = None
         self.last_heard = self.last_sent = self.last_hello = 0.0
@@ -263,6 +272,7 @@ class _SenderRun:
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, max(1000, int(self.cfg.heartbeat_s * 1000)))
         sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
+        sock.setsockopt(zmq.MAXMSGSIZE, _SENDER_MAX_FRAME)  # a larger frame ends the connection unread
         try:
             sock.connect(self.cfg.endpoint)
         except zmq.ZMQError as exc:
@@ -325,6 +335,7 @@ class _SenderRun:
         if kind == ACK:
             self._acknowledge(seq)
         elif kind == WELCOME and epoch == self.epoch and not self.streaming:
+            self.peer_limit = LIMIT.unpack(payload)[0] if len(payload) == LIMIT.size else None
             self._acknowledge(seq - 1)
             self.streaming = True
             self.handshakes += 1
@@ -346,6 +357,10 @@ class _SenderRun:
         self.blocked = False
         while self.unacked and self.cursor < self.next_seq:
             seq, codec, data = self.unacked[self.cursor - self.unacked[0][0]]
+            if self.peer_limit is not None and len(data) > self.peer_limit:
+                # The receiver would drop the connection unread, and the resend would repeat forever.
+                raise BridgeError(f"message {seq} is {len(data)} bytes on the wire; the receiver at "
+                                  f"'{self.cfg.endpoint}' reads at most {self.peer_limit} (its ring is smaller)")
             header = _header(DATA, codec, self.epoch, self.session, seq)
             try:
                 self.sock.send_multipart([header, data], zmq.NOBLOCK, copy=len(data) < 65536)
@@ -393,186 +408,3 @@ class _SenderRun:
         if self.ending or len(self.unacked) >= self.cfg.window or self.blocked:
             return min(_POLL_S, self.cfg.heartbeat_s / 4)
         return 0.0  # ``recv`` already waited
-
-
-class Receiver:
-    """The receiving end of a route: feeds the local channel of the same name, in order, once."""
-
-    def __init__(self, bind: str, route: str, compression: str | None = None, heartbeat_s: float = 1.0,
-                 *, ack_every: int = 64, state_path: str | os.PathLike[str] | None = None) -> None:
-        """Check the settings; nothing listens before :meth:`run`.
-
-        Args:
-            bind: Where to listen, e.g. ``"tcp://*:7400"``.
-            route: The route's name; a sender of another route is rejected.
-            compression: The codec the sender must use, or ``None`` to accept any (frames name their codec).
-            heartbeat_s: A sender silent for three heartbeats counts as gone (``peer_timeouts``).
-            ack_every: Acknowledge at least every this many deliveries (also whenever the socket runs dry).
-            state_path: Optional file recording the last delivered sequence, so a restarted receiver does
-                not deliver again what it delivered before it died (see the module docstring).
-
-        Raises:
-            ValueError: On an unknown compression or a non-positive ``ack_every``.
-        """
-        if compression is not None:
-            _Codec(compression)
-        if ack_every < 1 or heartbeat_s <= 0:
-            raise ValueError("ack_every must be at least 1 and heartbeat_s positive")
-        self.bind, self.route, self.compression = bind, route, compression
-        self.heartbeat_s, self.ack_every, self.state_path = heartbeat_s, ack_every, state_path
-
-    def run(self, send: Callable[[bytes], object], stop: Event) -> BridgeStats:
-        """Receive and deliver until ``stop`` is set.
-
-        ``send`` may block (the local channel is full): the receiver then stops reading, TCP and the
-        sender's window push back, and the sender may time out and resend, which costs only bandwidth.
-
-        Args:
-            send: Puts one message into the local channel; must not return before it is there.
-            stop: Set to stop receiving.
-
-        Returns:
-            The run's counters.
-
-        Raises:
-            BridgeError: The address cannot be bound.
-        """
-        return _ReceiverRun(self, send, stop).run()
-
-
-class _ReceiverRun:
-    """The state of one :meth:`Receiver.run`: the current sender session and the next expected sequence."""
-
-    def __init__(self, cfg: Receiver, send: Callable[[bytes], object], stop: Event) -> None:
-        self.cfg, self.send, self.stop = cfg, send, stop
-        self.codec = _Codec("none")
-        self.expected_codec = CODECS[cfg.compression] if cfg.compression is not None else None
-        self.stats = BridgeStats()
-        self.session = 0
-        self.epoch = 0
-        self.peer: bytes | None = None
-        self.expected = 1  # next sequence to deliver
-        self.unacked = 0  # deliveries since the last ACK
-        self.resynced: set[tuple[int, int]] = set()
-        self.handshakes = 0
-        self.last_heard = 0.0
-        self.state_fd: int | None = None
-        self.saved: tuple[int, int] | None = None  # (session, last delivered) read at start
-        self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.ROUTER)
-
-    def run(self) -> BridgeStats:
-        try:
-            self._open()
-            while not self.stop.is_set():
-                if self.sock.poll(int(_POLL_S * 1000), zmq.POLLIN):
-                    self._drain()
-                if self.unacked:
-                    self._ack()
-                if self.peer is not None and time.monotonic() - self.last_heard > 3 * self.cfg.heartbeat_s:
-                    self.stats.peer_timeouts += 1
-                    self.peer = None
-        finally:
-            self.sock.close(linger=100)  # let the last ACK leave
-            self.ctx.term()
-            if self.state_fd is not None:
-                os.close(self.state_fd)
-        return self.stats
-
-    def _open(self) -> None:
-        self.sock.setsockopt(zmq.LINGER, 100)
-        try:
-            self.sock.bind(self.cfg.bind)
-        except zmq.ZMQError as exc:
-            raise BridgeError(f"cannot listen on '{self.cfg.bind}': {exc}") from exc
-        if self.cfg.state_path is not None:
-            self.state_fd = os.open(self.cfg.state_path, os.O_RDWR | os.O_CREAT, 0o644)
-            raw = os.pread(self.state_fd, _STATE.size, 0)
-            if len(raw) == _STATE.size:
-                session, last, crc = _STATE.unpack(raw)
-                if crc == zlib.crc32(raw[:16]):
-                    self.saved = (session, last)
-
-    def _reply(self, ident: bytes, kind: int, epoch: int, session: int, seq: int, payload: bytes = b"") -> None:
-        try:
-            self.sock.send_multipart([ident, _header(kind, 0, epoch, session, seq), payload], zmq.NOBLOCK)
-        except zmq.ZMQError:
-            pass  # peer gone or its queue full: every reply is repeated or superseded later
-
-    def _ack(self) -> None:
-        if self.peer is not None:
-            self._reply(self.peer, ACK, self.epoch, self.session, self.expected - 1)
-        self.unacked = 0
-
-    def _drain(self) -> None:
-        for _ in range(4096):
-            try:
-                frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=True)
-            except zmq.Again:
-                return
-            self.stats.bytes_on_wire += sum(len(f) for f in frames[1:])
-            if len(frames) == 3 and len(frames[1]) == _HEADER.size:
-                self._handle(frames[0], *_HEADER.unpack(frames[1]), frames[2])
-            if self.unacked >= self.cfg.ack_every:
-                self._ack()
-
-    def _handle(self, ident: bytes, version: int, kind: int, codec: int, epoch: int, session: int, seq: int,
-                payload: bytes) -> None:
-        if version != VERSION:
-            self._reply(ident, REJECT, epoch, session, 0, f"protocol version {version}, expected {VERSION}".encode())
-        elif kind == HELLO:
-            self._hello(ident, codec, epoch, session, seq, payload)
-        elif (session, epoch, ident) != (self.session, self.epoch, self.peer):
-            if session == self.session and epoch < self.epoch:
-                return  # left over from an epoch the sender has already given up
-            if (session, epoch) not in self.resynced:
-                self.resynced.add((session, epoch))
-                self._reply(ident, RESYNC, epoch, session, self.expected)
-        elif kind == DATA:
-            self.last_heard = time.monotonic()
-            self._data(ident, codec, epoch, seq, payload)
-        elif kind == HEARTBEAT:
-            self.last_heard = time.monotonic()
-            self._ack()
-
-    def _hello(self, ident: bytes, codec: int, epoch: int, session: int, base: int, payload: bytes) -> None:
-        route = payload.decode(errors="replace")
-        if route != self.cfg.route:
-            self._reply(ident, REJECT, epoch, session, 0, f"this endpoint carries route '{self.cfg.route}'".encode())
-            return
-        if self.expected_codec is not None and codec != self.expected_codec:
-            self._reply(ident, REJECT, epoch, session, 0, f"this route expects '{self.cfg.compression}'".encode())
-            return
-        if session != self.session:
-            resumed = self.saved[1] + 1 if self.saved is not None and self.saved[0] == session else 1
-            self.session, self.expected = session, resumed
-        # The sender no longer holds what is below ``base``: it was acknowledged, so it was delivered.
-        self.expected = max(self.expected, base)
-        if (ident, epoch) != (self.peer, self.epoch):
-            self.handshakes += 1
-            self.stats.reconnects = max(0, self.handshakes - 1)
-        self.peer, self.epoch = ident, epoch
-        self.last_heard = time.monotonic()
-        self.unacked = 0
-        self._reply(ident, WELCOME, epoch, session, self.expected)
-
-    def _data(self, ident: bytes, codec: int, epoch: int, seq: int, payload: bytes) -> None:
-        if seq < self.expected:
-            self.stats.duplicates_dropped += 1
-            self.unacked += 1  # say again what was delivered, so the sender lets go of it
-            return
-        if seq > self.expected:
-            if (self.session, epoch) not in self.resynced:  # a frame went missing: restart the epoch
-                self.resynced.add((self.session, epoch))
-                self._reply(ident, RESYNC, epoch, self.session, self.expected)
-            return
-        message = self.codec.decode(codec, payload)
-        self.send(message)
-        self.expected += 1
-        if self.state_fd is not None:
-            head = struct.pack("<QQ", self.session, seq)
-            os.pwrite(self.state_fd, head + struct.pack("<I", zlib.crc32(head)), 0)
-        self.unacked += 1
-        self.stats.received += 1
-        self.stats.payload_bytes += len(message)
-        self.stats.compressed_bytes += len(payload)

@@ -2,7 +2,8 @@
 
 The launcher starts one per route target on the sending node (a consumer of the ring) and one per
 route on the receiving node (a producer into the ring of the same name). SIGTERM makes a sender drain
-what it took and a receiver stop.
+what it took and a receiver stop. A route the peer refuses (another route or codec, a message over the
+receiving ring's limit) or an endpoint that cannot be used ends the bridge with exit code 1 and the reason.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 
 from flowc.model.node_view import NodeView
@@ -27,9 +29,10 @@ def run_bridge(plan_path: str, node: str, route: str, direction: str, index: int
         index: The ring endpoint index the layout gave this bridge.
 
     Returns:
-        The exit code.
+        The exit code: 0, or 1 when the route cannot be carried (the reason goes to stderr).
     """
-    from flowc.runtime.bridge import Receiver, Sender
+    from flowc.runtime.bridge import BridgeError, BridgeStats, Sender
+    from flowc.runtime.bridge_receiver import Receiver
     from flowc.runtime.channels import Input, Output
     from flowc.runtime.ring import Ring
 
@@ -39,17 +42,25 @@ def run_bridge(plan_path: str, node: str, route: str, direction: str, index: int
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    if direction == "out":
-        inp = Input(ring, bridge.index)
-        sender = Sender(f"tcp://{bridge.peer}:{bridge.port}", route, bridge.compression, drain_timeout_s=5.0)
-        stats = sender.run(lambda timeout: inp.recv(timeout), stop, closed=lambda: inp.closed)
-    else:
-        out = Output(ring, bridge.index)
-        receiver = Receiver(f"tcp://*:{bridge.port}", route, bridge.compression, state_path=layout.route_state(route))
-        stats = receiver.run(lambda message: out.send(message), stop)
+    stats = BridgeStats()
+    code = 0
+    try:
+        if direction == "out":
+            inp = Input(ring, bridge.index)
+            sender = Sender(f"tcp://{bridge.peer}:{bridge.port}", route, bridge.compression, drain_timeout_s=5.0)
+            stats = sender.run(lambda timeout: inp.recv(timeout), stop, closed=lambda: inp.closed)
+        else:
+            out = Output(ring, bridge.index)
+            # The ring's own limit: a larger message could not be delivered, so it is refused on the wire.
+            receiver = Receiver(f"tcp://*:{bridge.port}", route, bridge.compression,
+                                state_path=layout.route_state(route), max_message=ring.max_message)
+            receiver.run(lambda message: out.send(message), stop, stats)
+    except BridgeError as exc:
+        print(f"flowc run-bridge: route '{route}': {exc}", file=sys.stderr)
+        code = 1
     directory = os.environ.get("FLOWC_REPORT_DIR")
     if directory:
         name = f"route-{route}-{direction}-{index}.bridge"
         with open(os.path.join(directory, name), "w", encoding="utf-8") as handle:
             json.dump(stats.as_dict(), handle, sort_keys=True)
-    return 0
+    return code

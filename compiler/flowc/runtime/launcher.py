@@ -1,16 +1,16 @@
 """``flowc launch``: run one node's data path and supervise it.
 
-Creates the node's rings, starts every actor pinned to its CPUs (mapped onto the allowed set when the
-plan's ids are not all available) and every route's TCP bridge, restarts crashed actors with
-exponential backoff, and stops in order: producers and route receivers first, then each ring is
-closed once all its writers are gone, so transformers and consumers drain and finish on their own.
-Then it removes its shared memory and writes the report.
+Takes the node's lock (a second launcher of the node exits 1 naming the first and touches nothing), removes
+what a killed run left, creates the node's rings (all or none: see :mod:`flowc.runtime.segments`), starts
+every actor pinned to its CPUs (mapped onto the allowed set when the plan's ids are not all available) and
+every route's TCP bridge, restarts crashed actors with exponential backoff, and stops in order: producers and
+route receivers first, then each ring is closed once all its writers are gone, so transformers and consumers
+drain and finish on their own. Then it removes its shared memory and writes the report.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -147,14 +147,17 @@ class Launcher:
             self.say("cpus mapped onto the allowed set: " + ", ".join(f"{k}->{v}" for k, v in self.cpu_mapping.items()))
         self.notes.append(Numa().describe())
         self.say(self.notes[-1])
-        removed = segments.reclaim(self.layout)
-        if removed:
-            self.say(f"reclaimed {len(removed)} segment(s) a previous run left behind")
-        report_dir = self.layout.report_dir
-        os.makedirs(report_dir, exist_ok=True)
+        # The lock comes first: a launcher that loses it has created nothing and removes nothing.
+        segments.hold(self.layout)
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        created = False
         failure: str | None = None
         try:
+            removed = segments.reclaim(self.layout)
+            if removed:
+                self.say(f"reclaimed {len(removed)} segment(s) a previous run left behind")
+            report_dir = segments.make_report_dir(self.layout)
+            created = True
             self.rings = segments.create(self.layout)
             self._plan_children()
             env = {**os.environ, "FLOWC_NODE": self.node, "FLOWC_REPORT_DIR": report_dir}
@@ -169,10 +172,14 @@ class Launcher:
                 child.signal(signal.SIGKILL)
                 if child.running:
                     child.proc.wait()
-            segments.remove(self.layout, self.rings)
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-            shutil.rmtree(report_dir, ignore_errors=True)
+            try:
+                if created:
+                    segments.remove(self.layout, self.rings)
+                    segments.remove_report_dir(self.layout)
+            finally:
+                for signum, handler in previous.items():
+                    signal.signal(signum, handler)
+                segments.release(self.layout)
 
     def _on_signal(self, _signum: int, _frame: Any) -> None:
         self.stop_requested = True

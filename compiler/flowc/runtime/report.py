@@ -50,6 +50,39 @@ def percentile(samples: Sequence[float], q: float) -> float:
     return float(statistics.quantiles(samples, n=share.denominator, method="inclusive")[share.numerator - 1])
 
 
+def impossible_counters(channel: str, stats: dict[str, Any]) -> list[str]:
+    """What no correct run of a ring can count: a failure of the node, since the ring's memory was corrupted.
+
+    Every consumer sees each message once, so what it received plus what was dropped for it is at most what the
+    producers sent; a producer waits at most once per message it sent. A producer killed between publishing a
+    message and counting it leaves one message uncounted, so each producer allows one message of slack.
+
+    Args:
+        channel: The channel's name, for the messages.
+        stats: The ring's :meth:`~flowc.runtime.ring.Ring.stats`.
+
+    Returns:
+        One line per impossible counter; empty when they all add up.
+
+    Example:
+        >>> impossible_counters("ticks", {"sent_per_producer": [5], "received_per_consumer": [9],
+        ...                               "dropped_per_consumer": [0]})
+        ["channel 'ticks': consumer 0 received 9 and dropped 0 of 5 messages sent"]
+    """
+    sent_per_producer = list(stats.get("sent_per_producer", [stats.get("sent", 0)]))
+    sent, slack = sum(sent_per_producer), len(sent_per_producer)
+    received = stats.get("received_per_consumer", [stats.get("received", 0)])
+    dropped = stats.get("dropped_per_consumer", [0] * len(received))
+    problems = [f"channel '{channel}': consumer {j} received {r} and dropped {d} of {sent} messages sent"
+                for j, (r, d) in enumerate(zip(received, dropped, strict=False)) if r + d > sent + slack]
+    waits = stats.get("backpressure_waits_per_producer", [])
+    problems += [f"channel '{channel}': producer {i} waited {w} times for {s} messages sent"
+                 for i, (w, s) in enumerate(zip(waits, sent_per_producer, strict=False)) if w > s]
+    if stats.get("broken"):
+        problems.append(f"channel '{channel}': the ring is broken (corrupt, or a producer died mid-publish)")
+    return problems
+
+
 def build_report(launcher: Any, report_dir: str, failure: str | None) -> dict[str, Any]:
     """Assemble the report of a finished launch.
 
@@ -61,11 +94,20 @@ def build_report(launcher: Any, report_dir: str, failure: str | None) -> dict[st
     Returns:
         ``{"node", "channels": {name: {sent, received, dropped, backpressure_waits}}, "actors": {name:
         {restarts, cpu_s, exit_code}}, "latency_us": {p50, p99, p999, count}, "sinks", "cpu_map", "notes",
-        "failure"}``.
+        "failure"}``. Impossible counters (see :func:`impossible_counters`) or a segment that can no longer be
+        read make ``failure`` say so when the node did not already fail otherwise.
     """
+    from flowc.runtime.ring import RingError
+
     channels = {}
+    problems: list[str] = []
     for name, ring in sorted(launcher.rings.items()):
-        stats = ring.stats()
+        try:
+            stats = ring.stats()
+        except RingError as exc:
+            problems.append(f"channel '{name}': {exc}")
+            stats = {}
+        problems += impossible_counters(name, stats)
         received = stats.get("received", 0)
         channels[name] = {
             "sent": int(stats.get("sent", 0)),
@@ -99,7 +141,7 @@ def build_report(launcher: Any, report_dir: str, failure: str | None) -> dict[st
     return {"node": launcher.node, "channels": channels, "actors": actors, "latency_us": latency, "sinks": sinks,
             "routes": bridges,
             "cpu_map": {str(k): v for k, v in launcher.cpu_mapping.items()}, "notes": launcher.notes,
-            "failure": failure}
+            "failure": failure or ("; ".join(problems) if problems else None)}
 
 
 def render_table(report: dict[str, Any]) -> Any:

@@ -5,7 +5,9 @@ name. Every consumer sees every message, in order per producer. When the ring is
 policy makes producers wait (nothing is lost) and ``drop_oldest`` drops the oldest messages of the consumers
 that fell behind (counted in ``stats()["dropped"]``). The per-message work happens in the C extension
 :mod:`flowc.runtime._ring`: one call per ``send``/``recv``, real acquire/release atomics, and adaptive waiting
-(spin, then ``sched_yield``, then a futex doorbell in the segment).
+(spin, then ``sched_yield``, then a futex doorbell in the segment). Nothing read from a segment is trusted: a
+corrupt or hostile header, position or record length, or a producer that died mid-publish, raises
+:class:`RingError` (and marks the ring broken for every endpoint) instead of crashing or hanging the caller.
 
 Example:
     >>> Ring.unlink("flowc-doctest-ring")  # a crashed earlier run may have left it
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import stat
 from typing import Any
 
 from flowc.model.node_view import SHM_DIR
@@ -42,11 +45,14 @@ peer sharing the same core from waiting out a scheduler slice; blocking afterwar
 
 POLICIES = ("backpressure", "drop_oldest")
 MIN_BUFFER = 256
+MAX_BUFFER = 1 << 48
+"""Largest ``buffer_size`` a ring accepts (256 TiB: beyond any machine's memory, far inside 64-bit positions)."""
 HUGE_DIR = "/dev/hugepages"
 
 
-class RingError(Exception):
-    """A ring could not be created or attached."""
+RingError = _ring.RingError
+"""A ring could not be created or attached, or its segment is corrupt or broken (raised by the C extension too:
+a bad header, position or record length in a segment is this error, never a crash)."""
 
 
 def ring_limit(buffer_size: int) -> int:
@@ -84,7 +90,13 @@ class Ring:
             initialised: Whether the header is already written (False only inside :meth:`create`).
         """
         try:
-            self._mm = mmap.mmap(fd, os.fstat(fd).st_size)
+            status = os.fstat(fd)
+            # a FIFO or device would block or map something that is not a segment; an empty file cannot be mapped
+            if not stat.S_ISREG(status.st_mode) or status.st_size == 0:
+                raise RingError(f"ring segment {path} is not a non-empty regular file")
+            self._mm = mmap.mmap(fd, status.st_size)
+        except OSError as exc:  # ENOMEM for a segment larger than the address space or the overcommit limit
+            raise RingError(f"cannot map ring segment {path}: {exc.strerror}") from None
         finally:
             os.close(fd)
         self.name = name
@@ -118,10 +130,15 @@ class Ring:
             raise RingError(f"unknown policy '{policy}' (expected one of {', '.join(POLICIES)})")
         if buffer_size < MIN_BUFFER:
             raise RingError(f"buffer_size {buffer_size} is below the minimum of {MIN_BUFFER} bytes")
+        if buffer_size > MAX_BUFFER:
+            raise RingError(f"buffer_size {buffer_size} is too large for a ring (at most {MAX_BUFFER} bytes)")
         if not (1 <= producers <= 1024 and 1 <= consumers <= 1024):
             raise RingError("producers and consumers must be between 1 and 1024")
         capacity = buffer_size - buffer_size % 8
-        size = _ring.layout_size(capacity, producers, consumers)
+        try:
+            size = _ring.layout_size(capacity, producers, consumers)
+        except ValueError:  # beyond what 64-bit positions address
+            raise RingError(f"buffer_size {buffer_size} is too large for a ring") from None
         opened = _open_huge(name, size) if huge_pages else None
         huge = opened is not None
         if opened is None:
@@ -130,7 +147,12 @@ class Ring:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
             except FileExistsError:
                 raise RingError(f"ring segment {path} already exists") from None
-            os.ftruncate(fd, size)
+            try:
+                os.ftruncate(fd, size)
+            except OSError as exc:  # the file was created above: a failed start leaves nothing behind
+                os.close(fd)
+                os.unlink(path)
+                raise RingError(f"cannot size ring segment {path} to {size} bytes: {exc.strerror}") from None
             opened = (path, fd)
         path, fd = opened
         try:
@@ -210,7 +232,9 @@ class Ring:
 
         ``send(data, timeout=None) -> bool`` copies ``data`` (bytes-like, at most :attr:`max_message` bytes)
         into the ring. Under ``backpressure`` it waits for space and returns False when ``timeout`` seconds pass
-        first; under ``drop_oldest`` it never waits for consumers. It returns False once the ring is closed.
+        first; under ``drop_oldest`` it never waits for consumers. It returns False once the ring is closed. It
+        raises :class:`RingError` when the segment is corrupt, or when a producer ahead of it died (or stalled
+        for a second past ``timeout``) between reserving and publishing: a commit that can never come.
 
         Args:
             index: Producer index, ``0 <= index < producers``.
@@ -246,7 +270,11 @@ class Ring:
         Returns:
             ``sent``, ``received`` (sum), ``dropped`` (sum), ``backpressure_waits`` (sum), their per-producer or
             per-consumer lists (``received_per_consumer`` …), ``policy``, ``buffer_size``, ``max_message``,
-            ``huge_pages`` and ``closed``.
+            ``huge_pages``, ``closed`` and ``broken`` (an endpoint found the segment corrupt, or a producer died
+            between reserving and publishing: every endpoint now raises :class:`RingError`).
+
+        Raises:
+            RingError: The segment's header is no longer valid.
         """
         raw = _ring.stats(self._mm)
         return {
@@ -274,7 +302,12 @@ class Ring:
         _ring.close_writers(self._mm)
 
     def close(self) -> None:
-        """Unmap the segment (the file stays; see :meth:`unlink`). Endpoints of this ring stop working."""
+        """Unmap the segment (the file stays; see :meth:`unlink`). Endpoints of this ring stop working.
+
+        Raises:
+            RuntimeError: An endpoint is inside ``send``/``recv`` in another thread (unmapping the segment under
+                it would crash that thread); close after the call returns.
+        """
         for endpoint in self._endpoints:
             endpoint.release()
         self._endpoints.clear()

@@ -33,7 +33,7 @@ class Resolver:
         if value.startswith("proj_"):
             return value
         if self._projects is None:
-            self._projects = {row["name"]: row["fid"] for row in self.client.get_json("/v2/projects")}
+            self._projects = endpoints.named_ids(self.client, "/v2/projects")
         if value not in self._projects:
             raise ResolveError(f"project '{value}' not found (projects: {', '.join(sorted(self._projects))})")
         return self._projects[value]
@@ -53,7 +53,7 @@ class Resolver:
     def _named(self, path: str, project: str, values: list[str], prefix: str, **params: str) -> list[str]:
         if all(v.startswith(prefix) for v in values):
             return values
-        rows = {row["name"]: row["fid"] for row in self.client.get_json(path, {"project": project, **params})}
+        rows = endpoints.named_ids(self.client, path, {"project": project, **params})
         missing = [v for v in values if not v.startswith(prefix) and v not in rows]
         if missing:
             raise ResolveError(f"{path} has no {', '.join(repr(m) for m in missing)} in project {project}")

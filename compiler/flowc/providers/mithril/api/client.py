@@ -3,12 +3,19 @@
 :class:`ApiClient` is the only place flowc talks HTTP to Mithril. GETs are retried on 429 (honouring
 ``Retry-After``), 5xx and transport errors, with exponential backoff and jitter; after ``breaker_threshold``
 consecutive failures the client fails fast with :class:`~.errors.CircuitOpen` for ``breaker_reset_s`` seconds.
-The API key never appears in a message, a repr or a log line.
+
+Deadlines: ``timeout`` bounds each socket operation, ``deadline_s`` one attempt from connect to the last body byte,
+and ``total_deadline_s`` the whole call with its retries and backoff waits; a server that trickles its answer
+ends in :class:`~.errors.NetworkError` when the attempt's deadline passes (see :mod:`.deadline`). Bodies are
+read up to :data:`MAX_BODY_BYTES` and decoded by :func:`.body.decode_json`, so a body of any shape, size or
+depth ends in a :class:`~.errors.MithrilApiError`.
+
+The API key never appears in a message, a repr or a log line, in any encoding a server echoes it in
+(:mod:`.redact`), and a successful answer that carries the key is refused, so nothing downstream stores it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -20,6 +27,8 @@ from typing import Any
 import httpx
 
 from flowc import __version__
+from flowc.providers.mithril.api.body import BodyError, decode_json, walk_strings
+from flowc.providers.mithril.api.deadline import DeadlineBackend, DeadlineTransport
 from flowc.providers.mithril.api.errors import (
     KEY_HELP,
     AuthError,
@@ -33,10 +42,16 @@ from flowc.providers.mithril.api.errors import (
     ValidationFailed,
     format_detail,
 )
+from flowc.providers.mithril.api.redact import REDACTED, Redactor
 
 DEFAULT_BASE_URL = "https://api.mithril.ai"
 MAX_RETRY_AFTER_S = 60.0
-REDACTED = "***"
+MAX_BODY_BYTES = 16 * 1024 * 1024
+"""Largest successful body read; the documented answers are a few hundred KiB at most."""
+MAX_ERROR_BODY_BYTES = 64 * 1024
+"""How much of an error answer is read for its detail; the rest is ignored."""
+
+__all__ = ["REDACTED", "ApiClient", "CircuitBreaker"]
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +120,15 @@ class ApiClient:
         base_url: API root; defaults to env ``MITHRIL_API_URL``, then ``https://api.mithril.ai``.
         api_key: Bearer key; defaults to env ``MITHRIL_API_KEY``. Without one, requests go out unauthenticated
             and a 401 explains how to set it.
-        timeout: Seconds per request (connect, read, write and pool each).
+        timeout: Seconds per socket operation (connect, each read, each write, pool wait).
+        deadline_s: Seconds one attempt may take in all, from connect to the last body byte.
+        total_deadline_s: Seconds :meth:`get_json` may take in all, retries and backoff waits included; a retry
+            whose wait would end past it is not made.
         retries: Extra attempts after the first for retryable failures (429, 5xx, transport errors).
         backoff_s: Base delay; attempt ``n`` waits ``backoff_s * 2**n`` plus up to 50 % jitter.
-        transport: An httpx transport, for tests or proxies.
+        transport: An httpx transport, for tests or proxies. Without one, a :class:`.deadline.DeadlineTransport`
+            holds every socket operation to the deadlines; a transport of your own gets the deadlines checked
+            only between body chunks.
         sleep: Called with each delay in seconds; inject a recorder in tests.
         breaker_threshold: Consecutive failed requests that open the circuit breaker (0 disables it).
         breaker_reset_s: Seconds the breaker stays open.
@@ -127,6 +147,8 @@ class ApiClient:
         api_key: str | None = None,
         *,
         timeout: float = 10.0,
+        deadline_s: float = 20.0,
+        total_deadline_s: float = 30.0,
         retries: int = 3,
         backoff_s: float = 0.5,
         transport: httpx.BaseTransport | None = None,
@@ -138,15 +160,23 @@ class ApiClient:
         """Resolve the base URL and key, and open an httpx connection pool (no request is sent)."""
         self.base_url = (base_url or os.environ.get("MITHRIL_API_URL") or DEFAULT_BASE_URL).rstrip("/")
         self._api_key = api_key or os.environ.get("MITHRIL_API_KEY") or None
+        self._redactor = Redactor(self._api_key)
+        self.deadline_s = deadline_s
+        self.total_deadline_s = total_deadline_s
         self.retries = max(0, retries)
         self.backoff_s = backoff_s
         self._sleep = sleep
         self.breaker = CircuitBreaker(breaker_threshold, breaker_reset_s, clock)
-        headers = {"Accept": "application/json", "User-Agent": f"flowc/{__version__}"}
+        # identity: a compressed body could expand far beyond MAX_BODY_BYTES inside one chunk.
+        headers = {"Accept": "application/json", "Accept-Encoding": "identity", "User-Agent": f"flowc/{__version__}"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
+        self._backend = DeadlineBackend()
         self._http = httpx.Client(
-            base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout), transport=transport
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout),
+            transport=transport if transport is not None else DeadlineTransport(self._backend),
         )
 
     def __repr__(self) -> str:
@@ -187,13 +217,15 @@ class ApiClient:
             ValidationFailed: 422, with the API's ``detail``.
             RateLimited: 429 after every retry, or a ``Retry-After`` longer than a minute.
             ServerError: 5xx after every retry.
-            NetworkError: no response (connection error or timeout) after every retry.
-            MalformedResponse: a 2xx body that is not JSON.
+            NetworkError: no complete response (connection error, timeout, deadline passed) after every retry.
+            MalformedResponse: a 2xx body that is not JSON within :func:`.body.decode_json`'s limits, is larger
+                than :data:`MAX_BODY_BYTES`, or carries the API key.
             CircuitOpen: the breaker is open after too many consecutive failures.
             MithrilApiError: any other non-2xx status.
         """
         query = {k: v for k, v in (params or {}).items() if v is not None}
         last: MithrilApiError | None = None
+        give_up_at = time.monotonic() + self.total_deadline_s
         for attempt in range(self.retries + 1):
             if self.breaker.is_open():
                 raise CircuitOpen(
@@ -201,10 +233,10 @@ class ApiClient:
                     help=f"retry in {self.breaker.seconds_left():.0f}s; check your network and the mithril status",
                 ) from last
             try:
-                return self._attempt(path, query)
+                return self._attempt(path, query, min(give_up_at, time.monotonic() + self.deadline_s))
             except MithrilApiError as error:
                 delay = self._retry_delay(error, attempt)
-                if delay is None or attempt == self.retries:
+                if delay is None or attempt == self.retries or time.monotonic() + delay >= give_up_at:
                     raise
                 last = error
             log.debug("GET %s failed (%s); retry %d/%d in %.2fs", path, last.message, attempt + 1, self.retries, delay)
@@ -220,27 +252,37 @@ class ApiClient:
             return base + random.uniform(0, base / 2)
         return None
 
-    def _attempt(self, path: str, query: Mapping[str, Any]) -> Any:
-        """Send one GET and return the decoded body, or raise the error it maps to."""
+    def _attempt(self, path: str, query: Mapping[str, Any], deadline: float) -> Any:
+        """Send one GET that ends by ``deadline`` (a ``time.monotonic()`` value) and return the decoded body."""
         try:
-            response = self._http.get(path, params=query)
+            with self._backend.until(deadline), self._http.stream("GET", path, params=query) as response:
+                status = response.status_code
+                limit = MAX_BODY_BYTES if status < 400 else MAX_ERROR_BODY_BYTES
+                raw = _read_body(response, limit, deadline)
         except httpx.TimeoutException as exc:
             self.breaker.record_failure()
-            raise NetworkError(
-                f"mithril api timed out on GET {path} ({type(exc).__name__})",
-                help="check your network, or raise the timeout",
-            ) from None
+            raise self._timed_out(path, type(exc).__name__) from None
         except httpx.TransportError as exc:
             self.breaker.record_failure()
             raise NetworkError(
-                f"cannot reach mithril api at {self.base_url}: {self._redact(str(exc)) or type(exc).__name__}",
+                f"cannot reach mithril api at {self.base_url}: {self._clean(str(exc)) or type(exc).__name__}",
                 help="check your network, or MITHRIL_API_URL if you set it",
             ) from None
-        status = response.status_code
+        except _DeadlinePassed:
+            self.breaker.record_failure()
+            raise self._timed_out(path, "deadline") from None
+        except _Unreadable as exc:
+            if status < 400:
+                raise MalformedResponse(
+                    f"mithril api sent {exc} on GET {path}",
+                    status=status,
+                    help="check MITHRIL_API_URL points at the api, not a file server or proxy",
+                ) from None
+            raw = None  # an error answer is judged by its status; its detail is only a hint
         if status >= 500:
             self.breaker.record_failure()
             raise ServerError(
-                f"mithril api answered {status} on GET {path}{self._body_hint(response)}",
+                f"mithril api answered {status} on GET {path}{self._body_hint(raw)}",
                 status=status,
                 help="the service may be degraded; retry later",
             )
@@ -255,21 +297,35 @@ class ApiClient:
                 retry_after=retry_after,
             )
         if status >= 400:
-            raise self._client_error(path, response)
-        if status == 204 or not response.content:
+            raise self._client_error(path, status, raw)
+        if status == 204 or not raw:
             return None
         try:
-            return response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = decode_json(raw)
+        except BodyError as exc:
             raise MalformedResponse(
-                f"mithril api sent a body that is not json on GET {path}{self._body_hint(response)}",
+                f"mithril api sent a body that is not usable json on GET {path}: {exc}{self._body_hint(raw)}",
                 status=status,
                 help="check MITHRIL_API_URL points at the api, not a web page or proxy",
             ) from None
+        if self._api_key and any(self._redactor.carries(text) for text in walk_strings(body)):
+            raise MalformedResponse(
+                f"mithril api echoed the api key in its answer on GET {path}; nothing of it was used or stored",
+                status=status,
+                help="report this to mithril support; if a proxy sits between, check it",
+            )
+        return body
 
-    def _client_error(self, path: str, response: httpx.Response) -> MithrilApiError:
-        status = response.status_code
-        detail = self._detail(response)
+    def _timed_out(self, path: str, why: str) -> NetworkError:
+        return NetworkError(
+            f"mithril api timed out on GET {path} ({why}; each attempt has {self.deadline_s:g}s, "
+            f"the call {self.total_deadline_s:g}s in all)",
+            help="check your network, or retry later",
+        )
+
+    def _client_error(self, path: str, status: int, raw: bytes | None) -> MithrilApiError:
+        body = _json_or_none(raw)
+        detail = self._detail(body, raw)
         if status == 401:
             help_text = KEY_HELP if not self._api_key else "the key was rejected; check it is current, or " + KEY_HELP
             return AuthError(f"mithril api rejected the credentials on GET {path}", status=status, help=help_text)
@@ -283,50 +339,76 @@ class ApiClient:
             return NotFound(f"mithril api has no {path}{_suffix(detail)}", status=status,
                             help="check the instance type, region or id; list them with the api")
         if status == 422:
-            raw = self._redact_obj(_json_or_none(response))
-            raw_detail = raw.get("detail") if isinstance(raw, dict) else raw
+            raw_detail = body.get("detail") if isinstance(body, dict) else body
             return ValidationFailed(
                 f"mithril api rejected the request GET {path}{_suffix(detail)}",
                 status=status,
                 help="check the parameters named above",
-                detail=raw_detail,
+                detail=self._redactor.value(raw_detail),
             )
         return MithrilApiError(f"mithril api answered {status} on GET {path}{_suffix(detail)}", status=status)
 
-    def _detail(self, response: httpx.Response) -> str:
-        body = _json_or_none(response)
+    def _detail(self, body: Any, raw: bytes | None) -> str:
         if isinstance(body, dict) and "detail" in body:
-            return self._redact(format_detail(body["detail"]))[:300]
-        return self._redact(response.text.strip())[:200]
+            return self._clean(format_detail(body["detail"]))[:300]
+        return self._clean(_text(raw).strip())[:200]
 
-    def _body_hint(self, response: httpx.Response) -> str:
-        text = self._redact(response.text.strip())[:120]
+    def _body_hint(self, raw: bytes | None) -> str:
+        text = self._redactor.text(_text(raw).strip()[:2000])[:120]
         return f": {text!r}" if text else ""
 
-    def _redact(self, text: str) -> str:
-        if self._api_key and self._api_key in text:
-            text = text.replace(self._api_key, REDACTED)
-        return text
+    def _clean(self, text: str) -> str:
+        """Redact the key, then escape control characters so a server cannot drive the terminal."""
+        return "".join(c if c.isprintable() else repr(c)[1:-1] for c in self._redactor.text(text))
 
-    def _redact_obj(self, value: Any) -> Any:
-        if isinstance(value, str):
-            return self._redact(value)
-        if isinstance(value, list):
-            return [self._redact_obj(v) for v in value]
-        if isinstance(value, dict):
-            return {k: self._redact_obj(v) for k, v in value.items()}
-        return value
+
+class _DeadlinePassed(Exception):
+    """The attempt's deadline passed between two body chunks."""
+
+
+class _Unreadable(Exception):
+    """The body is longer than the limit for its status, or compressed; ``str()`` says which."""
+
+
+def _read_body(response: httpx.Response, limit: int, deadline: float) -> bytes:
+    """Read the raw body chunk by chunk, up to ``limit`` bytes and until ``deadline``.
+
+    Raises:
+        _Unreadable: ``Content-Length`` or the bytes received exceed ``limit``, or the body is compressed.
+        _DeadlinePassed: The deadline passed between chunks (the transport's own check covers a stalled read).
+    """
+    declared = response.headers.get("Content-Length", "")
+    too_large = f"a body larger than {limit // 1024} KiB"
+    if declared.isdigit() and len(declared) < 20 and int(declared) > limit:
+        raise _Unreadable(too_large)
+    if response.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity"):
+        # flowc asked for identity; a compressed body's real size is unknown until it is inflated.
+        raise _Unreadable("a compressed body although flowc asked for none")
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_raw():
+        size += len(chunk)
+        if size > limit:
+            raise _Unreadable(too_large)
+        chunks.append(chunk)
+        if time.monotonic() >= deadline:
+            raise _DeadlinePassed
+    return b"".join(chunks)
 
 
 def _suffix(detail: str) -> str:
     return f": {detail}" if detail else ""
 
 
-def _json_or_none(response: httpx.Response) -> Any:
+def _json_or_none(raw: bytes | None) -> Any:
     try:
-        return response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        return decode_json(raw) if raw else None
+    except BodyError:
         return None
+
+
+def _text(raw: bytes | None) -> str:
+    return raw.decode("utf-8", "replace") if raw else ""
 
 
 def _parse_retry_after(value: str | None) -> float | None:

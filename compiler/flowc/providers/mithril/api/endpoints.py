@@ -16,6 +16,7 @@ from flowc.providers.mithril.api.models import (
     AuctionModel,
     CurrentPricingModel,
     InstanceTypeModel,
+    NamedModel,
     PriceHistoryModel,
     PricePoint,
 )
@@ -108,9 +109,12 @@ def price_history(
     }
     history = _validate(PriceHistoryModel, client.get_json(PRICING_HISTORY, params=params), PRICING_HISTORY)
     points: list[PricePoint] = []
-    for series in history.series:
-        if series.instance_type == instance_type and series.region == region:
-            points.extend(series.spot_points())
+    try:
+        for series in history.series:
+            if series.instance_type == instance_type and series.region == region:
+                points.extend(series.spot_points())
+    except ValidationError as exc:
+        raise _malformed(PRICING_HISTORY, exc) from None
     return sorted(points, key=lambda p: p.time)
 
 
@@ -136,6 +140,25 @@ def pricing_current(
     return _validate(CurrentPricingModel, client.get_json(PRICING_CURRENT, params=params), PRICING_CURRENT)
 
 
+def named_ids(client: ApiClient, path: str, params: dict[str, Any] | None = None) -> dict[str, str]:
+    """Map names to ids from a list endpoint such as ``/v2/projects``, ``/v2/ssh-keys`` or ``/v2/volumes``.
+
+    Args:
+        client: The API client.
+        path: The list endpoint.
+        params: Query parameters (``project``, ``region``, ...).
+
+    Returns:
+        ``{name: fid}``; of two rows with one name, the later wins.
+
+    Raises:
+        MalformedResponse: The body is not a list of ``{fid, name}`` rows.
+        MithrilApiError: Any error of :meth:`ApiClient.get_json`.
+    """
+    rows = _validate_list(NamedModel, _unwrap(client.get_json(path, params=params)), path)
+    return {row.name: row.fid for row in rows}
+
+
 def _unwrap(body: Any) -> Any:
     if isinstance(body, dict):
         for key in _WRAPPER_KEYS:
@@ -148,23 +171,30 @@ def _validate(model: type[M], body: Any, path: str) -> M:
     try:
         return model.model_validate(body)
     except ValidationError as exc:
-        raise MalformedResponse(
-            f"mithril api sent an unexpected shape on GET {path}: {_first_error(exc)}",
-            help="flowc may be older than the api; upgrade flowc, or report the payload",
-        ) from None
+        raise _malformed(path, exc) from None
 
 
 def _validate_list(model: type[M], body: Any, path: str) -> list[M]:
     try:
         return TypeAdapter(list[model]).validate_python(body)  # type: ignore[valid-type]
     except ValidationError as exc:
-        raise MalformedResponse(
-            f"mithril api sent an unexpected shape on GET {path}: {_first_error(exc)}",
-            help="flowc may be older than the api; upgrade flowc, or report the payload",
-        ) from None
+        raise _malformed(path, exc) from None
+
+
+def _malformed(path: str, exc: ValidationError) -> MalformedResponse:
+    return MalformedResponse(
+        f"mithril api sent an unexpected shape on GET {path}: {_first_error(exc)}",
+        help="flowc may be older than the api; upgrade flowc, or report the payload",
+    )
 
 
 def _first_error(exc: ValidationError) -> str:
+    """Name the first invalid field and why, cut short, with control characters escaped.
+
+    The location holds the server's own object keys, so it is not trusted to be short or printable.
+    """
     err = exc.errors(include_url=False, include_input=False)[0]
     loc = ".".join(str(p) for p in err["loc"]) or "body"
-    return f"{loc}: {err['msg'].lower()}"
+    text = f"{loc}: {err['msg'].lower()}"
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= 200 else text[:197] + "..."

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from flowc.diagnostics import UserError
+
 KEY_HELP = "set MITHRIL_API_KEY to a key from https://app.mithril.ai/account/apikeys"
 
 
-class MithrilApiError(Exception):
+class MithrilApiError(UserError):
     """Base class of every error raised by the Mithril API client.
+
+    It is a :class:`~flowc.diagnostics.UserError`: an unreachable, slow or misbehaving API is a problem of the
+    environment, never a bug, so every command that reaches the API exits 1 on it, not 3.
 
     Args:
         message: What went wrong, lower case, no trailing period.

@@ -3,14 +3,29 @@
 Money arrives in two formats: dollar strings such as ``"$11.20"`` (availability, price history) and integer cents
 (``*_price_cents`` from ``/v2/pricing/current``). Both are normalised here to float dollars per instance-hour, so
 no caller parses money. Unknown fields are ignored, so additive API changes do not break flowc.
+
+Nothing a server sends is trusted beyond these types: prices are finite and non-negative, counts and cents are
+bounded integers (:data:`MAX_COUNT`), names are short printable strings, and times are representable in UTC, so a
+hostile value fails validation here instead of overflowing later in arithmetic, sqlite or a terminal.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from flowc.providers.mithril.times import as_utc
 
@@ -25,27 +40,48 @@ def parse_dollars(value: Any) -> float | None:
         The amount in dollars, or ``None`` for ``None`` and empty strings.
 
     Raises:
-        ValueError: The value is not a dollar amount.
+        ValueError: The value is not a dollar amount, or not a finite, non-negative one.
 
     Example:
         >>> parse_dollars("$11.20"), parse_dollars("$1,024.00"), parse_dollars(3), parse_dollars(None)
         (11.2, 1024.0, 3.0, None)
+        >>> parse_dollars("$nan")
+        Traceback (most recent call last):
+        ValueError: not a dollar amount: '$nan'
     """
     if value is None:
         return None
     if isinstance(value, bool):
-        raise ValueError(f"not a dollar amount: {value!r}")
+        raise ValueError(f"not a dollar amount: {_short(value)}")
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
+        amount = float(value) if abs(value) < 1e300 else math.inf
+    elif isinstance(value, str):
         text = value.strip().replace(",", "").removeprefix("$").strip()
         if not text:
             return None
         try:
-            return float(text)
+            amount = float(text) if len(text) <= 40 else math.nan
         except ValueError:
-            raise ValueError(f"not a dollar amount: {value!r}") from None
-    raise ValueError(f"not a dollar amount: {value!r}")
+            raise ValueError(f"not a dollar amount: {_short(value)}") from None
+    else:
+        raise ValueError(f"not a dollar amount: {_short(value)}")
+    if not math.isfinite(amount) or amount < 0:
+        raise ValueError(f"not a dollar amount: {_short(value)}")
+    return amount
+
+
+def _short(value: Any) -> str:
+    """Return ``repr(value)``, cut to 40 characters so a hostile value cannot flood a message."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _utc_time(value: datetime) -> datetime:
+    """Return ``value`` in UTC, as a ``ValueError`` (not ``OverflowError``) when UTC cannot hold it."""
+    try:
+        return as_utc(value)
+    except OverflowError:
+        raise ValueError("time is out of range in utc") from None
 
 
 def cents_to_dollars(cents: int | None) -> float | None:
@@ -58,6 +94,18 @@ def cents_to_dollars(cents: int | None) -> float | None:
     return None if cents is None else cents / 100
 
 
+MAX_COUNT = 2**53
+"""Exclusive bound of every count and cents amount: exact in a float and in a sqlite integer."""
+
+Count = Annotated[int, Field(ge=0, lt=MAX_COUNT)]
+"""A non-negative integer count (instances, GPUs, CPUs) or amount of cents."""
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"\A[^\x00-\x1f\x7f]+\z")]
+"""An identifier or display name: 1 to 200 characters, no control characters."""
+
+UtcTime = Annotated[datetime, AfterValidator(_utc_time)]
+"""A time, normalised to UTC; naive times are taken to be UTC."""
+
 Dollars = Annotated[float, BeforeValidator(parse_dollars)]
 """A price given as a dollar string (``"$11.20"``) or number, held as float dollars."""
 
@@ -66,7 +114,7 @@ OptionalDollars = Annotated[float | None, BeforeValidator(parse_dollars)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 class AuctionModel(_Model):
@@ -82,18 +130,18 @@ class AuctionModel(_Model):
         (11.2, None, 6)
     """
 
-    fid: str = Field(validation_alias=AliasChoices("fid", "id", "auction_id"))
-    instance_type: str
-    region: str
-    capacity: int
+    fid: Name = Field(validation_alias=AliasChoices("fid", "id", "auction_id"))
+    instance_type: Name
+    region: Name
+    capacity: Count
     last_instance_price: Dollars = Field(validation_alias=AliasChoices("last_instance_price", "price"))
     lowest_allocated_price: OptionalDollars = None
     adjustable_memory: bool = False
     default_image_version: str | None = None
     min_bid_price: OptionalDollars = None
     gpu_type: str | None = None
-    num_gpus: int | None = Field(default=None, validation_alias=AliasChoices("num_gpus", "gpu_count"))
-    available_gpus: int | None = Field(
+    num_gpus: Count | None = Field(default=None, validation_alias=AliasChoices("num_gpus", "gpu_count"))
+    available_gpus: Count | None = Field(
         default=None, validation_alias=AliasChoices("available_gpus", "inventory_quantity")
     )
     internode_interconnect: str | None = None
@@ -105,11 +153,23 @@ class AuctionModel(_Model):
         return self.last_instance_price
 
 
+class NamedModel(_Model):
+    """One row of a list of named objects: ``GET /v2/projects``, ``/v2/ssh-keys``, ``/v2/volumes``.
+
+    Example:
+        >>> NamedModel.model_validate({"fid": "proj_1", "name": "research", "created_at": "…"}).fid
+        'proj_1'
+    """
+
+    fid: Name = Field(validation_alias=AliasChoices("fid", "id"))
+    name: Name
+
+
 class GpuModel(_Model):
     """One entry of the older ``gpus: [{name, count}]`` shape of an instance type."""
 
-    name: str
-    count: int = 1
+    name: Name
+    count: Count = 1
 
 
 class InstanceTypeModel(_Model):
@@ -124,12 +184,12 @@ class InstanceTypeModel(_Model):
         8
     """
 
-    fid: str = Field(validation_alias=AliasChoices("fid", "id"))
-    name: str
-    num_cpus: int | None = None
+    fid: Name = Field(validation_alias=AliasChoices("fid", "id"))
+    name: Name
+    num_cpus: Count | None = None
     cpu_type: str | None = None
     ram_gb: float | None = Field(default=None, validation_alias=AliasChoices("ram_gb", "ram"))
-    num_gpus: int = 0
+    num_gpus: Count = 0
     gpu_type: str | None = None
     gpu_memory_gb: float | None = None
     gpu_socket: str | None = None
@@ -144,11 +204,14 @@ class InstanceTypeModel(_Model):
     def _from_gpus_list(cls, data: Any) -> Any:
         if not isinstance(data, dict) or data.get("num_gpus") is not None or not isinstance(data.get("gpus"), list):
             return data
-        gpus = [g for g in data["gpus"] if isinstance(g, dict)]
+        # Each entry is validated as a GpuModel first, so a count of the wrong type is a validation error here,
+        # not a TypeError from int().
+        gpus = [GpuModel.model_validate({**g, "count": g.get("count") or 1}) for g in data["gpus"]
+                if isinstance(g, dict)]
         data = dict(data)
-        data["num_gpus"] = sum(int(g.get("count") or 1) for g in gpus)
+        data["num_gpus"] = sum(g.count for g in gpus)
         if data.get("gpu_type") is None and gpus:
-            data["gpu_type"] = gpus[0].get("name")
+            data["gpu_type"] = gpus[0].name
         return data
 
 
@@ -161,15 +224,15 @@ class PricePoint(_Model):
     @field_validator("time")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        return as_utc(value)
+        return _utc_time(value)
 
 
 class PriceSeriesModel(_Model):
     """One series of ``GET /v2/pricing/history``: parallel lists of timestamps and dollar-string prices."""
 
-    instance_type: str
-    region: str
-    timestamps: list[datetime] = Field(default_factory=list)
+    instance_type: Name
+    region: Name
+    timestamps: list[UtcTime] = Field(default_factory=list)
     spot_prices: list[OptionalDollars] = Field(default_factory=list)
     reserved_prices: list[OptionalDollars] = Field(default_factory=list)
     region_disabled: bool = False
@@ -208,13 +271,13 @@ class CurrentPricingModel(_Model):
         (11.2, 8.0, None)
     """
 
-    spot_price_cents: int | None = None
-    reserved_price_cents: int | None = None
-    minimum_price_cents: int | None = None
-    lowest_allocated_bid_cents: int | None = None
-    dynamic_win_price_cents: int | None = None
-    available_capacity: int | None = None
-    total_capacity: int | None = None
+    spot_price_cents: Count | None = None
+    reserved_price_cents: Count | None = None
+    minimum_price_cents: Count | None = None
+    lowest_allocated_bid_cents: Count | None = None
+    dynamic_win_price_cents: Count | None = None
+    available_capacity: Count | None = None
+    total_capacity: Count | None = None
 
     @property
     def spot_price(self) -> float | None:

@@ -131,13 +131,19 @@ class LiveSource:
         self.cache: Any = TtlCache(ttl_s=LIVE_TTL_S)
 
     def _types(self) -> dict[str, Any]:
-        """Return ``/v2/instance-types`` by fid; empty when that call fails (names then stay fids)."""
+        """Return ``/v2/instance-types`` by fid; empty when the API refuses that call (names then stay fids).
+
+        An unreachable or too slow API (``NetworkError``, ``CircuitOpen``) is not papered over: the next call would
+        wait out its deadline again, so the command stops here.
+        """
         from flowc.providers.mithril.api import endpoints
-        from flowc.providers.mithril.api.errors import MithrilApiError
+        from flowc.providers.mithril.api.errors import CircuitOpen, MithrilApiError, NetworkError
 
         def load() -> dict[str, Any]:
             try:
                 return {t.fid: t for t in endpoints.instance_types(self.client)}
+            except (NetworkError, CircuitOpen):
+                raise
             except MithrilApiError:
                 return {}
 

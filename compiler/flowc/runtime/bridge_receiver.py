@@ -1,0 +1,319 @@
+"""The receiving end of a route (:class:`Receiver`): frames from TCP into the local channel, in order, once.
+
+The protocol is described in :mod:`flowc.runtime.bridge`. The receiver is the side a stranger can reach, so it
+trusts nothing it reads: a frame over the ring's largest message ends its connection before it is read
+(ZeroMQ's ``MAXMSGSIZE``), a payload is only raw or the route's own codec and is refused before
+decompressing if it says it is larger than the ring's largest message, another session can take over the
+route only once its sender has been silent for three heartbeats, and what a stranger can make it remember is
+bounded (``max_peers``, oldest forgotten first). Every refused frame is counted by reason in
+:attr:`BridgeStats.rejects`; none is delivered, none ends the process.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from flowc.runtime.bridge import BridgeError, BridgeStats, Event
+from flowc.runtime.wire import (
+    ACK,
+    DATA,
+    HEADER,
+    HEARTBEAT,
+    HELLO,
+    LIMIT,
+    REJECT,
+    RESYNC,
+    VERSION,
+    WELCOME,
+    Codec,
+    FrameRejected,
+)
+from flowc.runtime.wire import header as _header
+
+_STATE = struct.Struct("<QQI")  # session, last delivered sequence, crc32 of the first 16 bytes
+_POLL_S = 0.05  # longest the loop waits before it looks at ``stop`` again
+#: Largest message a receiver delivers unless told otherwise (the launcher passes the ring's own limit).
+DEFAULT_MAX_MESSAGE = 1 << 20
+#: Most (session, epoch) pairs a receiver remembers having asked to resync; the oldest is forgotten first.
+DEFAULT_MAX_PEERS = 1024
+#: Bytes a receiver lets ZeroMQ queue per connection before TCP pushes back (in messages of the largest size).
+_INBOUND_QUEUE_BYTES = 64 << 20
+_REASON_BYTES = 1024  # a REJECT's reason stays well inside the sender's frame limit
+_MONITORED = (zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+              | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+
+
+class Receiver:
+    """The receiving end of a route: feeds the local channel of the same name, in order, once."""
+
+    def __init__(self, bind: str, route: str, compression: str = "none", heartbeat_s: float = 1.0,
+                 *, ack_every: int = 64, state_path: str | os.PathLike[str] | None = None,
+                 max_message: int = DEFAULT_MAX_MESSAGE, max_peers: int = DEFAULT_MAX_PEERS) -> None:
+        """Check the settings; nothing listens before :meth:`run`.
+
+        Args:
+            bind: Where to listen, e.g. ``"tcp://*:7400"``.
+            route: The route's name; a sender of another route is rejected.
+            compression: The route's codec; frames may only be raw or use it.
+            heartbeat_s: A sender silent for three heartbeats counts as gone (``peer_timeouts``); until
+                then no other session may take the route over.
+            ack_every: Acknowledge at least every this many deliveries (also whenever the socket runs dry).
+            state_path: Optional file recording the last delivered sequence, so a restarted receiver does
+                not deliver again what it delivered before it died (see the module docstring).
+            max_message: Largest message the local channel takes (the ring's ``max_message``); a larger
+                frame ends its connection, a payload that would decompress to more is refused unread.
+            max_peers: Most unknown (session, epoch) pairs remembered; beyond it the oldest is forgotten.
+
+        Raises:
+            ValueError: On an unknown compression or a non-positive ``ack_every``, ``heartbeat_s``,
+                ``max_message`` or ``max_peers``.
+        """
+        Codec(compression, max_message)
+        if ack_every < 1 or heartbeat_s <= 0 or max_peers < 1:
+            raise ValueError("ack_every and max_peers must be at least 1 and heartbeat_s positive")
+        self.bind, self.route, self.compression = bind, route, compression
+        self.heartbeat_s, self.ack_every, self.state_path = heartbeat_s, ack_every, state_path
+        self.max_message, self.max_peers = max_message, max_peers
+
+    def run(self, send: Callable[[bytes], object], stop: Event, stats: BridgeStats | None = None) -> BridgeStats:
+        """Receive and deliver until ``stop`` is set.
+
+        ``send`` may block (the local channel is full): the receiver then stops reading, TCP and the
+        sender's window push back, and the sender may time out and resend, which costs only bandwidth.
+
+        Args:
+            send: Puts one message into the local channel; must not return before it is there.
+            stop: Set to stop receiving.
+            stats: Counters to update, for a caller that watches them while the receiver runs.
+
+        Returns:
+            The run's counters (``stats`` when given).
+
+        Raises:
+            BridgeError: The address cannot be bound, or the state file is not this user's regular file.
+        """
+        return _ReceiverRun(self, send, stop, stats if stats is not None else BridgeStats()).run()
+
+
+class _ReceiverRun:
+    """The state of one :meth:`Receiver.run`: the current sender session and the next expected sequence.
+
+    Everything a frame can make it remember is bounded: one current session, ``max_peers`` resync marks.
+    """
+
+    def __init__(self, cfg: Receiver, send: Callable[[bytes], object], stop: Event, stats: BridgeStats) -> None:
+        self.cfg, self.send, self.stop, self.stats = cfg, send, stop, stats
+        self.codec = Codec(cfg.compression, cfg.max_message)
+        self.session = 0
+        self.epoch = 0
+        self.peer: bytes | None = None
+        self.expected = 1  # next sequence to deliver
+        self.unacked = 0  # deliveries since the last ACK
+        self.resynced: OrderedDict[tuple[int, int], None] = OrderedDict()
+        self.handshakes = 0
+        self.last_heard = 0.0
+        self.state_fd: int | None = None
+        self.saved: tuple[int, int] | None = None  # (session, last delivered) read at start
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.monitor: zmq.Socket | None = None
+
+    def run(self) -> BridgeStats:
+        try:
+            self._open()
+            poller = zmq.Poller()
+            poller.register(self.sock, zmq.POLLIN)
+            poller.register(self.monitor, zmq.POLLIN)
+            while not self.stop.is_set():
+                ready = dict(poller.poll(int(_POLL_S * 1000)))
+                if self.monitor in ready:
+                    self._events()
+                if self.sock in ready:
+                    self._drain()
+                if self.unacked:
+                    self._ack()
+                if self.peer is not None and time.monotonic() - self.last_heard > 3 * self.cfg.heartbeat_s:
+                    self.stats.peer_timeouts += 1
+                    self.peer = None
+        finally:
+            if self.monitor is not None:
+                self._events()  # what happened just before the stop still counts
+                self.sock.disable_monitor()
+                self.monitor.close(linger=0)
+            self.sock.close(linger=100)  # let the last ACK leave
+            self.ctx.term()
+            if self.state_fd is not None:
+                os.close(self.state_fd)
+        return self.stats
+
+    def _open(self) -> None:
+        self.sock.setsockopt(zmq.LINGER, 100)
+        # ZeroMQ reads a frame's length before its body: a longer frame closes the connection unread, so a
+        # stranger cannot make this process allocate more than one message. The payload is never larger
+        # than the message (the sender sends raw what would not shrink); the header is 24 bytes.
+        self.sock.setsockopt(zmq.MAXMSGSIZE, self._frame_limit())
+        self.sock.setsockopt(zmq.RCVHWM, max(16, min(1000, _INBOUND_QUEUE_BYTES // self.cfg.max_message)))
+        self.monitor = self.sock.get_monitor_socket(_MONITORED)
+        try:
+            self.sock.bind(self.cfg.bind)
+        except zmq.ZMQError as exc:
+            raise BridgeError(f"cannot listen on '{self.cfg.bind}': {exc}") from exc
+        if self.cfg.state_path is not None:
+            self._open_state(os.fspath(self.cfg.state_path))
+
+    def _frame_limit(self) -> int:
+        return max(self.cfg.max_message, 4 * HEADER.size)
+
+    def _open_state(self, path: str) -> None:
+        """Open the state file without following a link, and only if it is this user's regular file."""
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise BridgeError(f"cannot open the route state '{path}': {exc.strerror}") from exc
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+            os.close(fd)
+            raise BridgeError(f"the route state '{path}' is not a regular file of this user writable only by it")
+        self.state_fd = fd
+        raw = os.pread(fd, _STATE.size, 0)
+        if len(raw) == _STATE.size:
+            session, last, crc = _STATE.unpack(raw)
+            if crc == zlib.crc32(raw[:16]):
+                self.saved = (session, last)
+
+    def _events(self) -> None:
+        while True:
+            try:
+                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if event["event"] == zmq.EVENT_DISCONNECTED:
+                self.stats.disconnects += 1
+            else:
+                self.stats.handshake_failures += 1
+
+    def _reply(self, ident: bytes, kind: int, epoch: int, session: int, seq: int, payload: bytes = b"") -> None:
+        try:
+            self.sock.send_multipart([ident, _header(kind, 0, epoch, session, seq), payload], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass  # peer gone or its queue full: every reply is repeated or superseded later
+
+    def _refuse(self, ident: bytes, epoch: int, session: int, reason: str, detail: str) -> None:
+        """Count a refused HELLO and tell its sender why (a sender stops on REJECT)."""
+        self.stats.reject(reason)
+        self._reply(ident, REJECT, epoch, session, 0, detail.encode()[:_REASON_BYTES])
+
+    def _ack(self) -> None:
+        if self.peer is not None:
+            self._reply(self.peer, ACK, self.epoch, self.session, self.expected - 1)
+        self.unacked = 0
+
+    def _drain(self) -> None:
+        for _ in range(4096):
+            try:
+                frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                return
+            self.stats.bytes_on_wire += sum(len(f) for f in frames[1:])
+            if len(frames) == 3 and len(frames[1]) == HEADER.size:
+                self._handle(frames[0], *HEADER.unpack(frames[1]), frames[2])
+            else:
+                self.stats.reject("malformed")
+            if self.unacked >= self.cfg.ack_every:
+                self._ack()
+
+    def _handle(self, ident: bytes, version: int, kind: int, codec: int, epoch: int, session: int, seq: int,
+                payload: bytes) -> None:
+        if version != VERSION:
+            self._refuse(ident, epoch, session, "version", f"protocol version {version}, expected {VERSION}")
+        elif kind == HELLO:
+            self._hello(ident, codec, epoch, session, seq, payload)
+        elif kind not in (DATA, HEARTBEAT):
+            self.stats.reject("kind")
+        elif (session, epoch, ident) != (self.session, self.epoch, self.peer):
+            self.stats.reject("unknown_session")
+            if session == self.session and epoch < self.epoch:
+                return  # left over from an epoch the sender has already given up
+            if (session, epoch) not in self.resynced:
+                self._remember(session, epoch)
+                self._reply(ident, RESYNC, epoch, session, self.expected)
+        elif kind == DATA:
+            self.last_heard = time.monotonic()
+            self._data(ident, codec, epoch, seq, payload)
+        else:
+            self.last_heard = time.monotonic()
+            self._ack()
+
+    def _remember(self, session: int, epoch: int) -> None:
+        """Mark (session, epoch) as asked to resync, forgetting the oldest mark beyond ``max_peers``."""
+        self.resynced[(session, epoch)] = None
+        while len(self.resynced) > self.cfg.max_peers:
+            self.resynced.popitem(last=False)
+            self.stats.peers_evicted += 1
+
+    def _alive(self) -> bool:
+        return self.peer is not None and time.monotonic() - self.last_heard <= 3 * self.cfg.heartbeat_s
+
+    def _hello(self, ident: bytes, codec: int, epoch: int, session: int, base: int, payload: bytes) -> None:
+        route = payload.decode(errors="replace")
+        if route != self.cfg.route:
+            self._refuse(ident, epoch, session, "route", f"this endpoint carries route '{self.cfg.route}'")
+            return
+        if codec != self.codec.id:
+            self._refuse(ident, epoch, session, "codec", f"this route expects '{self.cfg.compression}'")
+            return
+        if session != self.session and self._alive():
+            # Another session may take over only once the current sender has gone quiet; a restarted sender
+            # keeps saying HELLO until then. No reply, so a stranger learns nothing about the session.
+            self.stats.reject("busy")
+            return
+        if session != self.session:
+            resumed = self.saved[1] + 1 if self.saved is not None and self.saved[0] == session else 1
+            self.session, self.expected = session, resumed
+        # The sender no longer holds what is below ``base``: it was acknowledged, so it was delivered.
+        self.expected = max(self.expected, base)
+        if (ident, epoch) != (self.peer, self.epoch):
+            self.handshakes += 1
+            self.stats.reconnects = max(0, self.handshakes - 1)
+        self.peer, self.epoch = ident, epoch
+        self.last_heard = time.monotonic()
+        self.unacked = 0
+        self._reply(ident, WELCOME, epoch, session, self.expected, LIMIT.pack(self._frame_limit()))
+
+    def _data(self, ident: bytes, codec: int, epoch: int, seq: int, payload: bytes) -> None:
+        if seq < self.expected:
+            self.stats.duplicates_dropped += 1
+            self.unacked += 1  # say again what was delivered, so the sender lets go of it
+            return
+        if seq > self.expected:
+            if (self.session, epoch) not in self.resynced:  # a frame went missing: restart the epoch
+                self._remember(self.session, epoch)
+                self._reply(ident, RESYNC, epoch, self.session, self.expected)
+            return
+        try:
+            message = self.codec.decode(codec, payload)
+        except FrameRejected as exc:
+            # Only the session's own sender gets here, so this is a misconfigured or broken peer: stop it
+            # with the reason rather than wait for a message that can never be delivered.
+            self.stats.reject(exc.reason)
+            self._reply(ident, REJECT, epoch, self.session, 0, str(exc).encode()[:_REASON_BYTES])
+            self.peer = None
+            return
+        self.send(message)
+        self.expected += 1
+        if self.state_fd is not None:
+            head = struct.pack("<QQ", self.session, seq)
+            os.pwrite(self.state_fd, head + struct.pack("<I", zlib.crc32(head)), 0)
+        self.unacked += 1
+        self.stats.received += 1
+        self.stats.payload_bytes += len(message)
+        self.stats.compressed_bytes += len(payload)
