@@ -215,13 +215,14 @@ def cpusets(draw: st.DrawFn, cpus: list[int]) -> list[int] | str:
 
 @st.composite
 def buffer_sizes(draw: st.DrawFn) -> tuple[int | str, int]:
-    """A buffer size as written and in bytes."""
+    """A buffer size as written and in bytes: from 256 bytes (the smallest ring) to 1 TiB (flowc's limit)."""
     if draw(st.booleans()):
-        size = draw(st.integers(1, 2**40))
+        size = draw(st.integers(256, 2**40))
         return size, size
     unit = draw(st.sampled_from(sorted(_UNITS)))
-    number = draw(st.integers(1, 4096))
-    half = unit not in ("", "B") and draw(st.booleans())
+    lowest = 256 if unit in ("", "B") else 1
+    number = draw(st.integers(lowest, {"TB": 1, "TiB": 1, "GB": 1023, "GiB": 1023}.get(unit, 4096)))
+    half = unit not in ("", "B", "TB", "TiB") and draw(st.booleans())
     text = f"{number}.5" if half else str(number)
     return f"{text}{draw(st.sampled_from(['', ' ']))}{unit}", round((number + 0.5 * half) * _UNITS[unit])
 
@@ -438,7 +439,8 @@ def valid_texts(draw: st.DrawFn) -> tuple[str, dict[str, Any], Expected]:
 _NASTY = ["\t", "'", '"', "${", "$", "}", "*", "&", "!", "!!", ":", ": ", "-", "- ", "#", "{", "}", "[", "]",
           ",", "|", ">", "?", "%", "@", "`", "\n", "\r", "\r\n", " ", "  ", "~", "<<", "---", "...", "\\",
           "${X", "${:-}", "$$", "\ufeff", "\x00", "\x07", "\x1b", "\x85", "\u2028", "é", "0x", "1e9", "-1",
-          "null", "true", ".nan"]
+          "null", "true", ".nan", "2020-02-30", "2020-01-01 25:00:00", "0x_", "0o_", "!!int ", "!!omap ",
+          "!!set ", "!!timestamp ", "!!binary ", "<<: ", "9" * 4400, "1e400"]
 nasty_strings = st.one_of(
     st.lists(st.sampled_from(_NASTY), min_size=1, max_size=4).map("".join),
     st.text(st.characters(codec="utf-8"), min_size=1, max_size=6),
@@ -449,7 +451,9 @@ wrong_values = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**70), 2**70), free_text, nasty_strings,
     st.floats(allow_nan=False, allow_infinity=False), st.lists(st.integers(-3, 5000), max_size=3),
     st.lists(free_text, max_size=2), st.dictionaries(identifiers, st.integers(), max_size=2),
-    st.sampled_from(["0-3,8", "3-0", "64MB", "0B", "SPSC", "nvlink", "a.b", "x.y.z", "", "-", "0", "07"]),
+    st.sampled_from(["0-3,8", "3-0", "64MB", "0B", "SPSC", "nvlink", "a.b", "x.y.z", "", "-", "0", "07",
+                     "9999999TB", "1.5TiB", "255", "localhost\n", "a\n"]),
+    st.integers(-(2**1100), 2**1100),
 )
 
 
@@ -495,7 +499,7 @@ def mutated_data(draw: st.DrawFn, document: Any) -> Any:
         del parent[key]
     elif op == "rename" and isinstance(parent, dict):
         new = draw(st.one_of(identifiers, nasty_strings, st.just(key.upper()), st.just(key[:-1] or "x"),
-                             st.just(key + key[-1:])))
+                             st.just(key + key[-1:]), st.just(key + "\n")))
         parent[new] = parent.pop(key)
     elif op == "rename_to_other" and isinstance(parent, dict):
         parent[draw(st.sampled_from(names))] = parent.pop(key)

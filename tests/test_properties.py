@@ -62,6 +62,17 @@ REPRODUCERS = {
     "collection inside a complex key": "{[[]]: 1}\n",
     "tagged scalar as the document": "!a\n",
     "escaped surrogate pair": '{"name": "x", "instance_type": "a100", "command": "\\ud800\\udc00"}\n',
+    "impossible date": "name: x\ninstance_type: a100\nregion: 2020-02-30\n",
+    "impossible time": "name: x\ninstance_type: a100\nregion: 2020-01-01 25:00:00\n",
+    "hex without digits": "name: x\ninstance_type: a100\nnum_instances: 0x_\n",
+    "integer over 4300 digits": "name: x\ninstance_type: a100\nnum_instances: " + "9" * 4400 + "\n",
+    "int tag on text": "name: x\ninstance_type: a100\nnum_instances: !!int x\n",
+    "omap tag on a scalar": "name: x\ninstance_type: !!omap a100\n",
+    "set tag on a scalar": "name: x\ninstance_type: !!set a100\n",
+    "merge key as the only key": "name: x\ninstance_type: a100\ntopology: {<<: {placement: spread}}\n",
+    "400-digit buffer_size": _CHANNELS + "    local_channels: {c: {buffer_size: " + "9" * 400 + "}}\n",
+    "310-digit price": "name: x\ninstance_type: a100\nmax_price_per_hour: " + "9" * 310 + "\n",
+    "trailing newline in a hostname": _NODE.replace("hostname: h", 'hostname: "h\\n"'),
 }
 
 

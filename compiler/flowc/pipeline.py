@@ -132,7 +132,10 @@ def compile_source(text: str, path: str, *, environ: Mapping[str, str] | None = 
 
 def compile_file(path: str | Path, *, environ: Mapping[str, str] | None = None, until: Kind = "plan",
                  options: BuildOptions | None = None) -> Result:
-    """Read and compile one file; unreadable files become an FLC107 diagnostic.
+    """Read and compile one file; unreadable files become an FLC107 diagnostic, oversized ones FLC102.
+
+    At most :data:`~flowc.passes.parse.MAX_BYTES` + 1 bytes are read, so a device or a pipe that never ends
+    (``/dev/zero``) is refused without being read to its end.
 
     Args:
         path: The file.
@@ -143,9 +146,19 @@ def compile_file(path: str | Path, *, environ: Mapping[str, str] | None = None, 
     Returns:
         The result.
     """
+    from flowc.passes.parse import MAX_BYTES
+
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with Path(path).open("rb") as handle:
+            raw = handle.read(MAX_BYTES + 1)
+        if len(raw) > MAX_BYTES:
+            ctx = Context(name)
+            ctx.error("FLC102", f"input is larger than {MAX_BYTES // (1024 * 1024)} MiB", at=Span(name, 1, 1),
+                      help="split the topology into several files")
+            return Result(ctx.diagnostics)
+        # Universal newlines, as a file opened in text mode reads them.
+        text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         ctx = Context(name)

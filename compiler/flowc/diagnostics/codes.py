@@ -17,6 +17,7 @@ CODES: dict[str, str] = {
     "FLC109": "text that is not valid unicode",
     "FLC110": "undefined environment variable",
     "FLC111": "malformed variable reference",
+    "FLC112": "plain scalar that is not a valid value of the type its shape implies",
     # 2xx: schema
     "FLC201": "unknown key",
     "FLC202": "wrong type",
@@ -64,6 +65,8 @@ CODES: dict[str, str] = {
     "FLC338": "unknown region",
     "FLC339": "duplicate task name",
     "FLC340": "block volume on a multi-instance task",
+    "FLC341": "invalid memory limit",
+    "FLC342": "more producers or consumers than a ring supports",
     # 4xx: placement and transport
     "FLC401": "shared memory across numa nodes",
     "FLC402": "dataflow cycle",

@@ -24,7 +24,14 @@ COLORS = {"shm": "#2e7d32", "shm-cross-numa": "#ef6c00", "tcp": "#1565c0"}
 
 
 def _q(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    r"""Quote ``text`` as a DOT string: ``\`` and ``"`` escaped once, a line break written as DOT's ``\n``.
+
+    Example:
+        >>> print(_q('a "b"\nc\\d'))
+        "a \"b\"\nc\\d"
+    """
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + escaped.replace("\r", "").replace("\n", "\\n") + '"'
 
 
 def render_dot(plan: Plan) -> str:
@@ -51,11 +58,11 @@ def render_dot(plan: Plan) -> str:
                 indent = "      "
             for actor, info in sorted(node.actors.items()):
                 if info.numa == numa:
-                    label = f"{actor}\\n{info.role} cpu {info.cpuset}"
+                    label = f"{actor}\n{info.role} cpu {info.cpuset}"
                     lines.append(f"{indent}{_q(name + '/' + actor)} [shape=box, label={_q(label)}];")
             for channel, info in sorted(node.channels.items()):
                 if info.numa == numa:
-                    label = f"{channel}\\n{info.type} {format_size(info.buffer_size)}"
+                    label = f"{channel}\n{info.type} {format_size(info.buffer_size)}"
                     lines.append(f"{indent}{_q(name + '/#' + channel)} [shape=cylinder, label={_q(label)}];")
             if numa is not None:
                 lines.append("    }")
@@ -71,7 +78,7 @@ def render_dot(plan: Plan) -> str:
                 lines.append(f"  {chan} -> {_q(name + '/' + consumer)} [color={_q(COLORS[kind])}];")
     for route_name, route in sorted(plan.routes.items()):
         for target in route.targets:
-            label = f"{route_name}\\ntcp:{route.port} {route.compression}"
+            label = f"{route_name}\ntcp:{route.port} {route.compression}"
             lines.append(f"  {_q(route.source_node + '/#' + route.channel)} -> {_q(target + '/#' + route.channel)}"
                          f" [color={_q(COLORS['tcp'])}, style=bold, label={_q(label)}];")
     lines.append("}")

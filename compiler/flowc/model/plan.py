@@ -9,14 +9,24 @@ come from (``span``, never serialized), so no stage after lowering needs the doc
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flowc.diagnostics import Span
 from flowc.model.catalog import InstanceType
+from flowc.model.units import MAX_BUFFER, MAX_CPU, MAX_ENDS, MIN_BUFFER
 
 FORMAT = "flowc.plan/v1"
+
+# Bounds of the values a launcher acts on. ``flowc build`` never writes anything outside them; a hand-edited
+# plan that does is refused when it is loaded ("not a valid flowc plan"), before a segment is created.
+_Cpu = Annotated[int, Field(ge=0, le=MAX_CPU)]
+_Count = Annotated[int, Field(ge=0, le=(1 << 63) - 1)]
+_BufferSize = Annotated[int, Field(ge=MIN_BUFFER, le=MAX_BUFFER)]
+_MemoryMax = Annotated[int, Field(ge=1, le=(1 << 63) - 1)]
+_Port = Annotated[int, Field(ge=1, le=65535)]
+_Spin = Annotated[float, Field(ge=0, le=3600 * 1e6, allow_inf_nan=False)]
 
 
 class _Frozen(BaseModel):
@@ -101,17 +111,17 @@ class ActorPlan(_Frozen):
     """An actor as placed: its CPUs, NUMA domain and channels."""
 
     role: Literal["producer", "transformer", "consumer"]
-    cpus: tuple[int, ...]
+    cpus: tuple[_Cpu, ...]
     cpuset: str
-    numa: int | None
+    numa: _Cpu | None
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     command: str | tuple[str, ...] | None
     run: str | None = None
     params: dict[str, Any] = {}
     env: dict[str, str]
-    realtime_priority: int | None = None
-    memory_max: int | None = None
+    realtime_priority: Annotated[int, Field(ge=1, le=99)] | None = None
+    memory_max: _MemoryMax | None = None
 
 
 class ChannelPlan(_Frozen):
@@ -119,11 +129,11 @@ class ChannelPlan(_Frozen):
 
     type: Literal["SPSC", "SPMC", "MPSC", "MPMC"]
     type_inferred: bool
-    buffer_size: int
-    numa: int | None
+    buffer_size: _BufferSize
+    numa: _Cpu | None
     huge_pages: bool
     policy: Literal["backpressure", "drop_oldest"] = "backpressure"
-    spin_us: float | None = None
+    spin_us: _Spin | None = None
     transport: Literal["shm"]
     producers: tuple[str, ...]
     consumers: tuple[str, ...]
@@ -161,10 +171,30 @@ class NodePlan(_Frozen):
 
     span: Span | None = _span()
     hostname: str
-    numa_topology: dict[str, tuple[int, ...] | None]
+    numa_topology: dict[str, tuple[_Cpu, ...] | None]
     actors: dict[str, ActorPlan]
     channels: dict[str, ChannelPlan]
-    start_stages: dict[str, int]
+    start_stages: dict[str, _Count]
+
+    @model_validator(mode="after")
+    def _actors_match_channels(self) -> NodePlan:
+        """Each actor's inputs and outputs are channels of the node that list it back, and the reverse."""
+        for name, actor in self.actors.items():
+            for kind, names, ends in (("input", actor.inputs, "consumers"), ("output", actor.outputs, "producers")):
+                for channel in names:
+                    if channel not in self.channels:
+                        raise ValueError(f"actor '{name}' has {kind} '{channel}', which is not a channel of the node")
+                    if name not in getattr(self.channels[channel], ends):
+                        raise ValueError(f"channel '{channel}' does not list actor '{name}' among its {ends}")
+        for channel, spec in self.channels.items():
+            for ends, field in (("consumers", "inputs"), ("producers", "outputs")):
+                for actor in getattr(spec, ends):
+                    if actor not in self.actors or channel not in getattr(self.actors[actor], field):
+                        raise ValueError(f"channel '{channel}' lists '{actor}' among its {ends}, but no actor "
+                                         f"of the node has it in its {field}")
+                if len(set(getattr(spec, ends))) != len(getattr(spec, ends)):
+                    raise ValueError(f"channel '{channel}' lists one of its {ends} twice")
+        return self
 
 
 class RoutePlan(_Frozen):
@@ -175,7 +205,7 @@ class RoutePlan(_Frozen):
     targets: tuple[str, ...]
     transport: Literal["tcp"]
     compression: Literal["none", "lz4", "zstd"]
-    port: int
+    port: _Port
 
 
 class LinkPlan(_Frozen):
@@ -250,6 +280,28 @@ class NodeSlice(_Frozen):
     links: tuple[LinkPlan, ...]
     peers: dict[str, str] = {}
 
+    @model_validator(mode="after")
+    def _routes_fit_rings(self) -> NodeSlice:
+        """Every route a channel names is in the slice, has its start stage, and the ring's ends fit its tables."""
+        for node, info in self.nodes.items():
+            for channel, spec in info.channels.items():
+                for route in (*spec.routes_in, *spec.routes_out):
+                    if route not in self.routes:
+                        raise ValueError(f"channel '{channel}' of '{node}' names route '{route}', which the plan "
+                                         "does not have")
+                    if self.routes[route].channel != channel:
+                        raise ValueError(f"route '{route}' carries '{self.routes[route].channel}', not '{channel}'")
+                receivers = list(spec.routes_in)
+                senders = [(r, t) for r in spec.routes_out for t in self.routes[r].targets if t != node]
+                needed = [receiver_key(r) for r in receivers] + [sender_key(r, t) for r, t in senders]
+                missing = [key for key in needed if key not in info.start_stages]
+                if missing:
+                    raise ValueError(f"node '{node}' has no start stage for '{missing[0]}'")
+                if len(spec.producers) + len(receivers) > MAX_ENDS or len(spec.consumers) + len(senders) > MAX_ENDS:
+                    raise ValueError(f"channel '{channel}' of '{node}' has more than {MAX_ENDS} producers or "
+                                     "consumers")
+        return self
+
     @classmethod
     def load(cls, text: str, node: str) -> NodeSlice:
         """Read ``node``'s slice from a node slice or a whole plan, as ``flowc build`` wrote them.
@@ -267,7 +319,10 @@ class NodeSlice(_Frozen):
             ValueError: When the text is not a flowc plan of this format (pydantic's ``ValidationError`` is one).
             UnknownNode: When the plan has no such node.
         """
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except RecursionError:
+            raise ValueError("the JSON is nested too deeply") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ValueError(f"not a '{FORMAT}' document")
         loaded = cls.model_validate({key: data[key] for key in cls.model_fields if key in data})

@@ -4,8 +4,9 @@ Emits FLC301 (input without producer), FLC302 (output without consumer, warning)
 type contradicts its endpoints), FLC304–FLC306 (placement of declared actors), FLC307 (cpu booked
 twice), FLC308 (unknown numa node), FLC309 (cpu outside its numa node), FLC315 (numa nodes
 sharing a cpu), FLC310 (role contradicts
-channels), FLC313 (unused local channel, warning), FLC314 (channel listed twice) and FLC316 ('run'
-with 'command', or 'params' without 'run').
+channels), FLC313 (unused local channel, warning), FLC314 (channel listed twice), FLC316 ('run'
+with 'command', or 'params' without 'run') and FLC342 (more producers or consumers on one node's channel
+than a ring supports, :data:`~flowc.model.units.MAX_ENDS`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from flowc.diagnostics.suggestions import help_for
 from flowc.model import ir
 from flowc.model.context import Context
-from flowc.model.units import format_cpuset
+from flowc.model.units import MAX_ENDS, format_cpuset
 from flowc.passes._channel_index import ChannelIndex, channel_index, numa_of_cpus
 
 
@@ -34,7 +35,24 @@ def check_actors(spec: ir.Spec, ctx: Context) -> ir.Spec:
     for node in spec.nodes:
         _check_cpus(node, ctx)
         _check_local_channels(node, index, ctx)
+    _check_ring_ends(spec, index, ctx)
     return spec
+
+
+def _check_ring_ends(spec: ir.Spec, index: ChannelIndex, ctx: Context) -> None:
+    """Every channel a node uses is one ring, declared or not; its ends must fit the ring's tables."""
+    nodes = {node.name: node for node in spec.nodes}
+    for key in index.channel_keys():
+        node = nodes.get(key[0])
+        if node is None:
+            continue
+        declared = {channel.name: channel for channel in node.channels}.get(key[1])
+        at = declared.span if declared is not None else node.span
+        for count, what in ((index.producer_count(key), "producers"), (index.consumer_count(key), "consumers")):
+            if count > MAX_ENDS:
+                ctx.error("FLC342", f"channel '{key[1]}' has {count} {what} on '{key[0]}'; a ring supports at "
+                          f"most {MAX_ENDS}", at=at,
+                          help=f"split the {what} over several channels, or across nodes")
 
 
 def _check_roles(spec: ir.Spec, ctx: Context) -> None:

@@ -52,12 +52,29 @@ def check_schema(doc: Document, ctx: Context) -> Document:
     for path in _non_finite(doc.data, ()):
         ctx.error("FLC205", f"{_quoted(path)} is not a finite number", at=doc.span(path),
                   help="write a plain number; .nan and .inf are not allowed")
+    for path in _beyond_64_bits(doc.data, ()):
+        ctx.error("FLC205", f"{_quoted(path)} is a number of more than 64 bits", at=doc.span(path),
+                  help=f"no flowc field takes a number beyond ±{_INT64_MAX}; check the value")
     data = doc.data
     if isinstance(data, dict) and not ctx.has_errors and not any(
             data.get(key) for key in ("instance_type", "tasks", "actors", "nodes")):
         ctx.error("FLC210", "the document declares no task and no actor topology", at=doc.span(()),
                   help="add 'name' and 'instance_type' for a task, or 'actors' and 'nodes' for a data path")
     return doc
+
+
+_INT64_MAX = (1 << 63) - 1
+
+
+def _beyond_64_bits(value: Any, path: Path) -> list[Path]:
+    """Integers no field can hold: later stages turn numbers into C integers, floats and JSON."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [path] if abs(value) > _INT64_MAX else []
+    if isinstance(value, dict):
+        return [p for key, item in value.items() for p in _beyond_64_bits(item, (*path, key))]
+    if isinstance(value, list):
+        return [p for index, item in enumerate(value) for p in _beyond_64_bits(item, (*path, index))]
+    return []
 
 
 def _non_finite(value: Any, path: Path) -> list[Path]:
@@ -81,7 +98,7 @@ def _name(path: Path) -> str:
 
 def _quoted(path: Path) -> str:
     name = _name(path)
-    return name if name == "the document" else f"'{name}'"
+    return name if name == "the document" else _show(name)
 
 
 class _Reporter:
@@ -258,7 +275,13 @@ def _describe(value: Any) -> str:
 
 
 def _show(value: Any) -> str:
-    return f"'{value}'" if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
+    if isinstance(value, str):
+        # A control character (a trailing newline, a tab) would break the diagnostic's one-line shape.
+        text = value if value.isprintable() else value.encode("unicode_escape").decode("ascii")
+        return f"'{text}'"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _INT64_MAX:
+        return f"a {len(str(value))}-digit number"
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _hint(path: Path) -> str | None:

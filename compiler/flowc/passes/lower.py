@@ -5,7 +5,8 @@ types hold by construction and ``flowc check`` does not pay for pydantic's valid
 re-validate the IR of every example). Normalizes the input language's shorthands:
 ``topology: spread``, cpuset strings, byte sizes, ``numa_topology`` as a list or a map, ``command`` as
 a string or a list. Emits FLC311 (cpu lists the
-schema cannot judge, such as reversed ranges) and FLC312 (buffer sizes).
+schema cannot judge, such as reversed ranges), FLC312 (buffer sizes outside what a ring holds,
+256 bytes to 1 TiB) and FLC341 (a ``memory_max`` of zero or beyond 64 bits).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from flowc.diagnostics import Span
 from flowc.model import ir
 from flowc.model.context import Context
 from flowc.model.document import Document, Path
-from flowc.model.units import parse_cpuset, parse_size
+from flowc.model.units import MAX_BUFFER, MIN_BUFFER, parse_cpuset, parse_size
+
+_MAX_MEMORY = (1 << 63) - 1
 
 
 def target_sections() -> tuple[str, ...]:
@@ -158,8 +161,17 @@ class _Lowerer:
             params=dict(body.get("params", {})),
             env=_env(body.get("env")),
             realtime_priority=body.get("realtime_priority"),
-            memory_max=parse_size(body["memory_max"]) if "memory_max" in body else None,
+            memory_max=self.memory_max(path, body["memory_max"]) if "memory_max" in body else None,
         )
+
+    def memory_max(self, path: Path, value: int | str) -> int | None:
+        try:
+            return parse_size(value, maximum=_MAX_MEMORY, what="memory limit")
+        except ValueError as exc:
+            self.ctx.error("FLC341", f"invalid memory_max{_show(value)}: {exc}",
+                           at=self.doc.span((*path, "memory_max")),
+                           help="write a positive limit, such as '512MiB' or '4GiB'")
+            return None
 
     def node(self, name: str, body: dict[str, Any]) -> ir.Node:
         path = ("nodes", name)
@@ -221,13 +233,14 @@ class _Lowerer:
         size = None
         if "buffer_size" in value:
             try:
-                size = parse_size(value["buffer_size"])
+                size = parse_size(value["buffer_size"], minimum=MIN_BUFFER, maximum=MAX_BUFFER)
             except ValueError as exc:
                 self.ctx.error(
                     "FLC312",
-                    f"invalid buffer_size {value['buffer_size']!r}: {exc}",
+                    f"invalid buffer_size{_show(value['buffer_size'])}: {exc}",
                     at=self.doc.span((*path, "buffer_size")),
-                    help="write bytes as an integer, or a size such as '64MB' or '512KiB'",
+                    help="write bytes as an integer, or a size such as '64MB' or '512KiB'"
+                    + ("" if "at least one byte" in str(exc) else ", from 256B to 1TiB"),
                 )
         fields = {k: v for k, v in _whole(value).items() if k != "buffer_size"}
         return ir.LocalChannel.model_construct(
@@ -251,6 +264,14 @@ class _Lowerer:
 def _whole(fields: dict[str, Any]) -> dict[str, Any]:
     """Turn integral floats into ints: JSON Schema counts ``1.0`` as an integer, the IR wants ``1``."""
     return {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in fields.items()}
+
+
+def _show(value: Any) -> str:
+    """Quote a value for a message after a space; a number of hundreds of digits is left to the reason."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return ""
+    text = repr(value)
+    return " " + (text if len(text) <= 40 else f"{text[:20]}...{text[-10:]}")
 
 
 def _command(value: str | list[str] | None) -> str | tuple[str, ...] | None:

@@ -2,20 +2,23 @@
 
 Emits FLC101 (syntax), FLC102 (size cap), FLC103 (empty), FLC104 (duplicate key),
 FLC105 (aliases and merge keys, refused so that no small file can expand into a huge one),
-FLC106 (several documents), FLC108 (explicit tags) and FLC109 (unpaired surrogates).
+FLC106 (several documents), FLC108 (explicit tags), FLC109 (unpaired surrogates) and FLC112 (a plain
+scalar that looks like a date, time or number but is not a valid one, such as ``2020-02-30``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.composer import Composer, ComposerError
-from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.constructor import DuplicateKeyError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.events import AliasEvent
+from ruamel.yaml.nodes import ScalarNode
 from ruamel.yaml.reader import ReaderError
 
 from flowc.diagnostics import Span
@@ -41,9 +44,67 @@ class _NoAliasComposer(Composer):
         return super().compose_node(parent, index)
 
 
+class _UnreadableScalar(MarkedYAMLError):
+    """ruamel.yaml could not build a value from a node (an impossible date, ``!!int x``, ``0x_``...)."""
+
+    def __init__(self, node: Any, explicit: bool) -> None:
+        super().__init__(problem=_scalar_text(node), problem_mark=node.start_mark)
+        self.tag = str(node.ctag.value)
+        self.explicit = explicit
+        self.digits = sum(ch.isdigit() for ch in node.value) if isinstance(node.value, str) else 0
+
+
+class _CheckedConstructor(RoundTripConstructor):
+    """A constructor whose failures on one node become a marked error for that node.
+
+    ruamel.yaml resolves a plain scalar's type from its shape alone (``2020-02-30`` is a timestamp,
+    ``0x_`` an integer) and then raises ``ValueError``, ``IndexError``... while building it; an explicit
+    tag (``!!omap a100``) can name a constructor that does not fit the node at all. Every such failure
+    is a property of the input, so it is reported at the node instead of escaping as an internal error.
+    """
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        """Build one node, turning a constructor's failure into :class:`_UnreadableScalar`."""
+        try:
+            return super().construct_object(node, deep)
+        except MarkedYAMLError:
+            raise
+        except (ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError) as exc:
+            if not isinstance(node, ScalarNode):
+                raise  # a collection's own failures (an unhashable key) are reported by parse()
+            self.recursive_objects.pop(node, None)
+            raise _UnreadableScalar(node, node.ctag.handle is not None) from exc
+
+
+def _scalar_text(node: Any) -> str:
+    value = node.value if isinstance(node.value, str) else ""
+    if not value.isprintable():
+        value = value.encode("unicode_escape").decode("ascii")  # one diagnostic, one line
+    return value if len(value) <= 40 else f"{value[:20]}...{value[-10:]}"
+
+
+_KINDS = {"int": "an integer", "float": "a number", "timestamp": "a date or time", "bool": "a boolean"}
+
+
+def _unreadable(ctx: Context, exc: _UnreadableScalar) -> None:
+    at = _mark_span(ctx, exc)
+    if exc.explicit:
+        ctx.error("FLC108", f"unsupported yaml tag '{exc.tag}' on '{exc.problem}'", at=at,
+                  help="remove the explicit tag; flowc reads plain yaml scalars, lists and maps")
+        return
+    kind = _KINDS.get(exc.tag.rsplit(":", 1)[-1], "a typed value")
+    if kind == "an integer" and exc.digits > sys.get_int_max_str_digits():
+        message = f"integer has {exc.digits} digits; flowc reads at most {sys.get_int_max_str_digits()}"
+    else:
+        message = f"'{exc.problem}' looks like {kind} but is not a valid one"
+    ctx.error("FLC112", message, at=at,
+              help="quote the value to make it a string, or write a valid value")
+
+
 def _yaml() -> YAML:
     yaml = YAML(typ="rt", pure=True)
     yaml.Composer = _NoAliasComposer
+    yaml.Constructor = _CheckedConstructor
     yaml.preserve_quotes = True
     yaml.allow_duplicate_keys = False
     return yaml
@@ -75,6 +136,9 @@ def parse(text: str, ctx: Context) -> Document:
     except _AliasRefused as exc:
         ctx.error("FLC105", f"yaml {exc.problem} is not supported", at=_mark_span(ctx, exc),
                   help="write the value out in full; anchors and aliases are refused")
+        return Document(ctx.path, None)
+    except _UnreadableScalar as exc:
+        _unreadable(ctx, exc)
         return Document(ctx.path, None)
     except DuplicateKeyError as exc:
         key = str(exc.problem).split('"')[1] if '"' in str(exc.problem) else "?"
@@ -183,8 +247,9 @@ class _Converter:
             self.ctx.error("FLC105", "yaml merge key '<<' is not supported", at=self.values[path],
                            help="write the merged keys out in full")
         out: dict[str, Any] = {}
+        own = node.lc.data or {}  # None when every key came from '<<'
         for key, value in node.items():
-            if key not in node.lc.data:
+            if key not in own:
                 continue  # merged in by '<<', reported above
             kline, kcol = node.lc.key(key)
             vline, vcol = node.lc.value(key)

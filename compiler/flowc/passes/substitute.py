@@ -1,21 +1,23 @@
-"""Pass ``substitute``: Document → Document with ``${VAR}`` and ``${VAR:-default}`` replaced.
+"""Pass ``substitute``: Document → Document with ``${VAR}``, ``${VAR:-default}`` and ``${VAR-default}`` replaced.
 
-Values come from the context's environment. ``$$`` writes a literal ``$``. A plain (unquoted) scalar
-that is re-typed after substitution (``num_instances: ${N}`` with ``N=4`` becomes the integer 4), so
-variables can fill numeric and boolean fields. Emits FLC110 (undefined variable) and FLC111
-(malformed reference).
+Values come from the context's environment, with the shell's semantics: ``${VAR:-default}`` uses the default
+when ``VAR`` is unset or empty, ``${VAR-default}`` only when it is unset. ``$$`` writes a literal ``$``. A
+plain (unquoted) scalar is re-typed after substitution (``num_instances: ${N}`` with ``N=4`` becomes the
+integer 4), so variables can fill numeric and boolean fields. Emits FLC110 (undefined variable), FLC111
+(malformed reference) and FLC112 (a substituted integer too long to read).
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any
 
 from flowc.model.context import Context
 from flowc.model.document import Document, Path
 
 _REF = re.compile(r"\$\$|\$\{([^}]*)\}|\$\{")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_DEFAULT = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<sep>:?-)(?P<default>[\s\S]*))?\Z")
 _INT = re.compile(r"[-+]?[0-9]+\Z")
 _FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
 
@@ -67,12 +69,14 @@ class _Walker:
             if body is None:
                 self.fail_malformed(text, path)
                 return ""
-            name, sep, default = body.partition(":-")
-            if not _NAME.match(name):
+            match_name = _DEFAULT.match(body)
+            if match_name is None:
                 self.fail_malformed(text, path)
                 return ""
-            if name in self.ctx.environ:
-                return self.ctx.environ[name]
+            name, sep, default = match_name.group("name", "sep", "default")
+            value = self.ctx.environ.get(name)
+            if value is not None and not (sep == ":-" and value == ""):
+                return value
             if sep:
                 return default
             self.ctx.error("FLC110", f"environment variable '{name}' is not set",
@@ -84,6 +88,11 @@ class _Walker:
         self.changed = True
         if path in self.doc.plain:
             self.retyped.add(path)
+            if _INT.match(result) and len(result) > sys.get_int_max_str_digits():
+                self.ctx.error("FLC112", f"the substituted integer has {len(result)} characters; flowc reads at "
+                               f"most {sys.get_int_max_str_digits()} digits", at=self.doc.span(path),
+                               help="check the variable's value; quote the reference to keep it a string")
+                return None
             return _retype(result)
         return result
 

@@ -44,9 +44,19 @@ def load_node(path: str, node: str) -> NodeSlice:
             return NodeSlice.load(handle.read(), node)
     except UnknownNode as exc:
         raise PlanError(str(exc).replace("the plan", path, 1)) from exc
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        first = str(exc).splitlines()[0]
-        raise PlanError(f"{path} is not a flowc plan ({first}); build one with 'flowc build FILE -o DIR'") from exc
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise PlanError(f"{path} is not a flowc plan ({_reason(exc)}); build one with 'flowc build FILE -o DIR'") \
+            from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """The first problem of ``exc`` on one line; for pydantic's errors, the field and what is wrong with it."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        return f"{where}: {first.get('msg', '')}" if where else str(first.get("msg", ""))
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 def run_actor(plan_path: str, node: str, actor: str) -> int:

@@ -90,8 +90,9 @@ def relay(inputs: dict[str, Any], outputs: dict[str, Any], params: dict[str, Any
 def latency_sink(inputs: dict[str, Any], outputs: dict[str, Any], params: dict[str, Any]) -> None:
     """Receive until the inputs are drained and closed; record latency and per-producer order.
 
-    Writes ``<FLOWC_REPORT_DIR>/<actor>.latency`` (int64 nanoseconds) and ``<actor>.json`` (counts, and
-    how many messages arrived out of order or twice) when it finishes.
+    Writes ``<FLOWC_REPORT_DIR>/<actor>.latency`` (int64 nanoseconds) and ``<actor>.json`` (counts, how
+    many messages arrived out of order or twice, and how many were ``malformed``: shorter than the
+    synthetic producer's header, or with a timestamp no clock of this host wrote) when it finishes.
 
     Args:
         inputs: Channel name → receiver.
@@ -100,14 +101,22 @@ def latency_sink(inputs: dict[str, Any], outputs: dict[str, Any], params: dict[s
     """
     samples = array("q")
     last: dict[int, int] = {}
-    disorder = 0
+    disorder = malformed = 0
     for message in messages(inputs):
+        if len(message) < HEADER.size:
+            malformed += 1
+            continue
         sent, seq, ident = HEADER.unpack_from(message)
-        samples.append(time.monotonic_ns() - sent)
+        latency = time.monotonic_ns() - sent
+        if not -(1 << 63) <= latency < 1 << 63:
+            malformed += 1  # a timestamp no clock of this host wrote
+            continue
+        samples.append(latency)
         if seq != last.get(ident, -1) + 1:
             disorder += 1
         last[ident] = seq
-    _write_report(samples, {"count": len(samples), "out_of_order": disorder, "producers": len(last),
+    _write_report(samples, {"count": len(samples), "out_of_order": disorder, "malformed": malformed,
+                            "producers": len(last),
                             "last_seq": {str(k): v for k, v in sorted(last.items())}})
 
 

@@ -64,9 +64,12 @@ def _bid(plan: Plan, task: TaskPlan, settings: Settings, ctx: Context) -> tuple[
     explain.append(f"startup script: {len(script)} characters, {encoding}")
     launch: dict[str, Any] = {"volumes": [v.volume_id or v.name for v in task.volumes],
                               "ssh_keys": list(task.ssh_keys), "startup_script": script}
-    for key in ("image_version", "kubernetes_cluster", "memory_gb"):
+    for key in ("image_version", "kubernetes_cluster"):
         if getattr(settings, key) is not None:
             launch[key] = getattr(settings, key)
+    if settings.memory_gb is not None:
+        # JSON Schema counts 16.0 as an integer; the API wants 16, not 16.0.
+        launch["memory_gb"] = int(settings.memory_gb)
     body: dict[str, Any] = {
         "project": project, "region": offer.region, "instance_type": task.instance.name,
         "limit_price": f"${offer.limit_price:.2f}", "instance_quantity": task.num_instances, "name": task.name,
