@@ -89,9 +89,14 @@ def run_actor(plan_path: str, node: str, actor: str) -> int:
             raise ActorError(f"actor '{actor}': cannot load '{info.run}': {exc}") from exc
         install_stop_handler()
         from flowc.runtime.channels import attach
+        from flowc.runtime.ring import RingError
 
-        inputs, outputs = attach(layout.actor_io[actor])
-        target(inputs, outputs, dict(info.params))
+        try:
+            inputs, outputs = attach(layout.actor_io[actor])
+            target(inputs, outputs, dict(info.params))
+        except RingError as exc:
+            # A broken or hostile segment is a failure of the node's data, not a bug in flowc: exit 1 with why.
+            raise ActorError(f"actor '{actor}': a channel is unusable: {exc}") from exc
         return 0
     if info.command:
         argv = shlex.split(info.command) if isinstance(info.command, str) else list(info.command)
