@@ -324,31 +324,32 @@ def _existing(name: str) -> str | None:
     return None
 
 
-def _own_paths(name: str) -> list[str]:
-    """Where segment ``name`` exists; raises when one of them fails the checks."""
-    paths = []
+def _existing(name: str) -> list[tuple[str, str | None]]:
+    """Every place segment ``name`` exists, each with what makes it unsafe to touch (``None`` when nothing)."""
+    found = []
     for directory in _shm_dirs():
         path = os.path.join(directory, name)
         try:
             st = os.lstat(path)
         except OSError:
             continue
-        problem = _problem(st, directory=False)
+        found.append((path, _problem(st, directory=False)))
+    return found
+
+
+def _own_paths(name: str) -> list[str]:
+    """Where segment ``name`` exists; raises when one of them fails the checks."""
+    found = _existing(name)
+    for path, problem in found:
         if problem:
             raise UnsafeShm(f"refusing to remove {path}: {problem}; nothing was removed")
-        paths.append(path)
-    return paths
+    return [path for path, _ in found]
 
 
 def _unlink_own(name: str) -> None:
     """Unlink segment ``name`` where it passes the checks; a file that fails them stays."""
-    for directory in _shm_dirs():
-        path = os.path.join(directory, name)
-        try:
-            st = os.lstat(path)
-        except OSError:
-            continue
-        if _problem(st, directory=False) is None:
+    for path, problem in _existing(name):
+        if problem is None:
             _remove(path)
 
 
