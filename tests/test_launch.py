@@ -32,6 +32,13 @@ def build(tmp: Path, text: str) -> Path:
     return tmp / "out" / "flowc" / "plan.json"
 
 
+def generate_keys(plan: Path, folder: Path) -> Path:
+    proc = subprocess.run([sys.executable, "-m", "flowc", "keys", "generate", str(plan), "-o", str(folder)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return folder
+
+
 def launch(plan: Path, node: str, *extra: str, timeout: float = 60) -> tuple[int, dict, str]:
     report = plan.parent / f"report-{node}.json"
     proc = subprocess.run([sys.executable, "-m", "flowc", "launch", str(plan), "--node", node, "--report",
@@ -187,11 +194,13 @@ def test_two_launchers_over_tcp_with_a_receiver_restart(tmp_path: Path) -> None:
     plan = json.loads(plan_path.read_text())
     plan["routes"]["feed_route"]["port"] = _free_port()
     plan_path.write_text(json.dumps(plan))
+    keys = str(generate_keys(plan_path, tmp_path / "keys"))
     reports = {node: tmp_path / f"{node}.json" for node in ("edge", "core")}
     core = subprocess.Popen([sys.executable, "-m", "flowc", "launch", str(plan_path), "--node", "core", "--report",
-                             str(reports["core"]), "--duration", "8"], env=env(), stderr=subprocess.PIPE, text=True)
+                             str(reports["core"]), "--duration", "8", "--keys", keys], env=env(),
+                            stderr=subprocess.PIPE, text=True)
     edge = subprocess.Popen([sys.executable, "-m", "flowc", "launch", str(plan_path), "--node", "edge", "--report",
-                             str(reports["edge"])], env=env(), stderr=subprocess.PIPE, text=True)
+                             str(reports["edge"]), "--keys", keys], env=env(), stderr=subprocess.PIPE, text=True)
     _wait_for(lambda: any("run-bridge" in Path(f"/proc/{p}/cmdline").read_text() for p in _children_of(core.pid)))
     time.sleep(0.4)
     receiver = next(p for p in _children_of(core.pid) if "run-bridge" in Path(f"/proc/{p}/cmdline").read_text())
@@ -205,7 +214,25 @@ def test_two_launchers_over_tcp_with_a_receiver_restart(tmp_path: Path) -> None:
     # (it shows as one extra message, one step back in sequence); nothing else is out of order.
     assert sink["count"] - 6000 == sink["out_of_order"] <= 1
     assert core_report["actors"]["route:feed_route:in:0"]["restarts"] == 1
+    assert core_report["routes"]["route-feed_route-in-0"]["auth_failures"] == 0
     assert leftovers("topology.yaml", "edge") == leftovers("topology.yaml", "core") == []
+
+
+def test_a_route_that_authenticates_does_not_start_without_its_keys(tmp_path: Path) -> None:
+    plan = build(tmp_path, TWO_NODES.format(count=10))
+    code, _, stderr = launch(plan, "core")
+    assert code == 1 and "route 'feed_route' authenticates its peers and no keys were given" in stderr
+    other = tmp_path / "other.yaml"
+    other.write_text(TWO_NODES.format(count=10).replace("edge", "west"))
+    subprocess.run([sys.executable, "-m", "flowc", "build", str(other), "-o", str(tmp_path / "other")], check=True,
+                   capture_output=True)
+    keys = generate_keys(tmp_path / "other" / "flowc" / "plan.json", tmp_path / "other-keys")
+    code, _, stderr = launch(plan, "core", "--keys", str(keys / "core"))
+    assert code == 1 and "edge.key" in stderr, "the source node's public key is missing"
+    (keys / "core" / "core.key_secret").chmod(0o644)
+    code, _, stderr = launch(plan, "core", "--keys", str(keys / "core"))
+    assert code == 1 and "readable or writable by other users" in stderr
+    assert leftovers("topology.yaml", "core") == [], "nothing was created"
 
 
 @pytest.mark.parametrize("node", ["nowhere"])

@@ -19,14 +19,18 @@ from flowc.cli.common import EXIT_ERRORS, EXIT_OK, PLAN, guard
               help="Write the run's report here as JSON.")
 @click.option("--oversubscribe", is_flag=True,
               help="Run even when fewer cpus are available than the actors ask for (they then share cores).")
+@click.option("--keys", "keys_dir", type=click.Path(exists=True, file_okay=False, path_type=str),
+              help="Route keys: the folder 'flowc keys generate' wrote, or this node's part of it "
+                   "(default: $FLOWC_KEYS_DIR, or systemd's credentials).")
 @guard
-def launch(plan: str, node: str, duration: float | None, report_path: Path | None, oversubscribe: bool) -> int:
+def launch(plan: str, node: str, duration: float | None, report_path: Path | None, oversubscribe: bool,
+           keys_dir: str | None) -> int:
     """Run NODE's pinned shared-memory data path from PLAN (out/flowc/plan.json or a node slice)."""
     import json
 
     from flowc.runtime.launcher import Launcher
 
-    report = Launcher(plan, node, duration, oversubscribe=oversubscribe).run()
+    report = Launcher(plan, node, duration, oversubscribe=oversubscribe, keys_dir=keys_dir).run()
     if report_path is not None:
         report_path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     if sys.stdout.isatty():

@@ -70,6 +70,7 @@ CODES: dict[str, str] = {
     # 4xx: placement and transport
     "FLC401": "shared memory across numa nodes",
     "FLC402": "dataflow cycle",
+    "FLC403": "route without authentication",
     # 5xx: targets (emitters)
     "FLC501": "output directory not created by flowc",
     "FLC502": "cannot write output",

@@ -19,6 +19,7 @@ from flowc.emit.artifact import Artifact
 from flowc.emit.settings import TargetSettings
 from flowc.emit.templates import environment
 from flowc.model.context import Context
+from flowc.model.keys import public_file, secret_file
 from flowc.model.node_view import NodeView
 from flowc.model.plan import Plan
 from flowc.model.units import format_cpuset
@@ -34,24 +35,29 @@ class Settings(TargetSettings):
         user: The account actors run as.
         flowc_path: Absolute path of flowc on the hosts.
         plan_dir: Where the node's plan slice is installed (default ``/etc/flowc/<topology>``).
+        keys_dir: Where the node's route keys are installed (default ``<plan_dir>/keys``); each bridge unit
+            loads its two key files from there as credentials.
         topology: The name units carry, from the source file name.
     """
 
     user: str = DEFAULT_USER
     flowc_path: str = DEFAULT_FLOWC
     plan_dir: str
+    keys_dir: str
     topology: str
 
     @classmethod
     def derive(cls, values: dict[str, Any], source: str) -> dict[str, Any]:
-        """Name the topology after the source file and default the plan folder to ``/etc/flowc/<topology>``.
+        """Name the topology after the source file; default the plan folder to ``/etc/flowc/<topology>``, keys within.
 
         Example:
-            >>> Settings.merged({}, {"flowc_path": None}, "multi-node.yaml").plan_dir
-            '/etc/flowc/multi-node'
+            >>> settings = Settings.merged({}, {"flowc_path": None}, "multi-node.yaml")
+            >>> settings.plan_dir, settings.keys_dir
+            ('/etc/flowc/multi-node', '/etc/flowc/multi-node/keys')
         """
         topology = topology_name(source)
-        return {"plan_dir": f"/etc/flowc/{topology}", **values, "topology": topology}
+        plan_dir = values.get("plan_dir") or f"/etc/flowc/{topology}"
+        return {"plan_dir": plan_dir, "keys_dir": f"{plan_dir}/keys", **values, "topology": topology}
 
 
 def _escape(text: str) -> str:
@@ -149,9 +155,11 @@ def emit(plan: Plan, settings: Settings, ctx: Context) -> list[Artifact]:
             artifacts.append(Artifact(f"{folder}/flowc-{topology}-{actor}.service", text.encode()))
         for bridge in layout.bridges:
             name = f"flowc-{topology}-route-{bridge.route}-{bridge.direction}-{bridge.index}.service"
+            credentials = [secret_file(node), public_file(bridge.peer_node)] if bridge.auth == "curve" else []
             text = env.get_template("bridge.service.j2").render(
                 **common, route=bridge.route, direction=bridge.direction, index=bridge.index, peer=bridge.peer,
-                after=after(bridge.stage))
+                peer_node=bridge.peer_node,                after=after(bridge.stage),
+                credentials=[(c, f"{settings.keys_dir}/{c}") for c in credentials])
             artifacts.append(Artifact(f"{folder}/{name}", text.encode()))
         artifacts.append(Artifact(f"{folder}/flowc-{topology}-channels.service",
                                   env.get_template("channels.service.j2").render(**common).encode()))
@@ -160,7 +168,9 @@ def emit(plan: Plan, settings: Settings, ctx: Context) -> list[Artifact]:
                                   env.get_template("node.target.j2").render(**common, units=all_units).encode()))
         rows = [{"actor": actor, "role": a.role, "cpus": a.cpuset, "numa": "-" if a.numa is None else a.numa}
                 for actor, a in sorted(info.actors.items())]
-        readme = env.get_template("README.j2").render(**common, hostname=info.hostname, cpu_map=rows)
+        readme = env.get_template("README.j2").render(**common, hostname=info.hostname, cpu_map=rows,
+                                                      keys=any(b.auth == "curve" for b in layout.bridges),
+                                                      keys_dir=settings.keys_dir)
         artifacts.append(Artifact(f"{folder}/README", readme.encode()))
         artifacts.append(Artifact(f"{folder}/plan.json", slices[node].to_json().encode()))
     return artifacts

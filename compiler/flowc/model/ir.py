@@ -154,6 +154,7 @@ class Route(Located):
     targets: tuple[str, ...]
     transport: Literal["tcp"] = "tcp"
     compression: Literal["none", "lz4", "zstd"] = "none"
+    auth: Literal["curve", "none"] = "curve"
 
 
 class Spec(BaseModel):

@@ -34,14 +34,29 @@ class RingLayout:
 
 @dataclass(frozen=True)
 class Bridge:
-    """One TCP leg of a route as seen from this node: a sender (per target) or the receiver."""
+    """One TCP leg of a route as seen from this node: a sender (per target) or the receiver.
+
+    Attributes:
+        route: The route.
+        channel: The channel it carries.
+        direction: ``"out"`` (a sender, one per target) or ``"in"`` (the receiver).
+        peer: Where a sender connects (the target's address); for a receiver, the source node.
+        peer_node: The node at the other end, whose public key this end trusts.
+        port: The route's TCP port.
+        compression: The route's codec.
+        auth: ``"curve"`` or ``"none"``.
+        index: The ring endpoint index of this bridge.
+        stage: The start stage of this bridge.
+    """
 
     route: str
     channel: str
     direction: str
     peer: str
+    peer_node: str
     port: int
     compression: str
+    auth: str
     index: int
     stage: int
 
@@ -89,12 +104,13 @@ class NodeView:
             readers[channel] = list(spec.consumers)
             for i, route in enumerate(receivers):
                 r = plan.routes[route]
-                layout.bridges.append(Bridge(route, channel, "in", r.source_node, r.port, r.compression,
-                                             len(spec.producers) + i, info.start_stages[receiver_key(route)]))
+                layout.bridges.append(Bridge(route, channel, "in", r.source_node, r.source_node, r.port,
+                                             r.compression, r.auth, len(spec.producers) + i,
+                                             info.start_stages[receiver_key(route)]))
             for i, (route, target) in enumerate(senders):
                 r = plan.routes[route]
                 peer = plan.peers.get(target) or (plan.nodes[target].hostname if target in plan.nodes else target)
-                layout.bridges.append(Bridge(route, channel, "out", peer, r.port, r.compression,
+                layout.bridges.append(Bridge(route, channel, "out", peer, target, r.port, r.compression, r.auth,
                                              len(spec.consumers) + i, info.start_stages[sender_key(route, target)]))
         for actor, info_actor in info.actors.items():
             io: dict[str, dict[str, dict[str, object]]] = {"inputs": {}, "outputs": {}}

@@ -205,6 +205,8 @@ class RoutePlan(_Frozen):
     targets: tuple[str, ...]
     transport: Literal["tcp"]
     compression: Literal["none", "lz4", "zstd"]
+    #: ``curve``: each end proves its node's key; ``none``: the receiver takes any peer (the document said so).
+    auth: Literal["curve", "none"] = "curve"
     port: _Port
 
 

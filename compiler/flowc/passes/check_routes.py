@@ -2,7 +2,8 @@
 
 Emits FLC320 (unknown node), FLC321 (source channel not produced there), FLC322 (a channel crosses
 nodes without a route; the help spells the route to add), FLC323 (route to its own node), FLC324
-(target that does not consume the channel, warning) and FLC325 (the same channel routed twice).
+(target that does not consume the channel, warning) and FLC325 (the same channel routed twice), and warns
+FLC403 for a route that says ``auth: none``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ def check_routes(spec: ir.Spec, ctx: Context) -> ir.Spec:
                     f"place an actor that outputs '{route.channel}' on '{route.source_node}'")
             ctx.error("FLC321", f"route '{route.name}' carries '{route.channel}', which no actor on "
                       f"'{route.source_node}' produces", at=route.at("source"), help=hint)
+        if route.auth == "none":
+            ctx.warn("FLC403", f"route '{route.name}' is not authenticated: anyone who reaches its port can send "
+                     f"into '{route.channel}' on " + ", ".join(f"'{t}'" for t in route.targets),
+                     at=route.at("auth"), help="remove 'auth: none': then only the source node's key is let in "
+                     "(make the keys with 'flowc keys generate')")
         for i, target in enumerate(route.targets):
             at = route.at(f"targets[{i}]")
             if target not in nodes:

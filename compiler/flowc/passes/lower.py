@@ -257,7 +257,7 @@ class _Lowerer:
             source_node=node,
             channel=channel,
             targets=tuple(body["targets"]),
-            **{k: v for k, v in body.items() if k in ("transport", "compression")},
+            **{k: v for k, v in body.items() if k in ("transport", "compression", "auth")},
         )
 
 

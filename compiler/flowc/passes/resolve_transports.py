@@ -43,7 +43,7 @@ def resolve_transports(graph: PlacementGraph, ctx: Context) -> Plan:
                               transport="shm" if same_node else "tcp", cross_numa=cross, route=link.route))
     routes = {
         route.name: RoutePlan(source_node=route.source_node, channel=route.channel, targets=route.targets,
-                              transport=route.transport, compression=route.compression,
+                              transport=route.transport, compression=route.compression, auth=route.auth,
                               port=ROUTE_PORT_BASE + i)
         for i, route in enumerate(sorted(spec.routes, key=lambda r: r.name))
     }

@@ -37,9 +37,15 @@ Hostile peers. The receiver (:mod:`flowc.runtime.bridge_receiver`) is the end a 
 can end it or reach the local channel unless it is the current session's next message: frames over the
 ring's largest message end their connection unread, only raw payloads and the route's own codec are
 accepted, decompression is bounded by the ring's largest message, per-peer state is capped, and every
-refused frame is counted by reason (:attr:`BridgeStats.rejects`, in the launch report per route). Until
-peers authenticate, a stranger who reaches the port while no sender holds the route can still become its
-sender.
+refused frame is counted by reason (:attr:`BridgeStats.rejects`, in the launch report per route).
+
+Authentication. Given :class:`~flowc.runtime.route_keys.CurveKeys`, both ends speak ZeroMQ CURVE: the link is
+encrypted, the receiver lets in only the key of the route's source node (a ZAP handler,
+:class:`zmq.auth.thread.ThreadAuthenticator`, in the route's own domain) and the sender talks only to the key of
+its target node. A peer with another key never completes the handshake, so none of its frames is read; the
+receiver counts it in ``auth_failures``, and a sender whose key the receiver refuses stops with
+:class:`BridgeError`. Without keys (a route the document marks ``auth: none``) anyone who reaches the port
+while no sender holds the route can become its sender.
 
 Example (two processes; ``ring_recv`` and ``ring_send`` stand for the local channel's ends; :class:`Receiver`
 is in :mod:`flowc.runtime.bridge_receiver`)::
@@ -59,6 +65,7 @@ from typing import Protocol
 
 import zmq
 
+from flowc.runtime.route_keys import CurveKeys
 from flowc.runtime.wire import (
     ACK,
     DATA,
@@ -113,6 +120,8 @@ class BridgeStats:
         disconnects: Connections that ended, including those ZeroMQ closed for a frame over the size limit.
         handshake_failures: Connections refused during the ZeroMQ handshake (a protocol error or failed
             authentication).
+        auth_failures: Of those, the peers whose key the route does not trust (receiver), or the times the
+            receiver refused this sender's key (sender).
 
     Example:
         >>> stats = BridgeStats(sent=2, payload_bytes=300, compressed_bytes=100)
@@ -141,6 +150,7 @@ class BridgeStats:
     peers_evicted: int = 0
     disconnects: int = 0
     handshake_failures: int = 0
+    auth_failures: int = 0
 
     def reject(self, reason: str) -> None:
         """Count one refused frame under ``reason``."""
@@ -163,7 +173,7 @@ class Sender:
     """The sending end of a route: takes messages from the local channel and forwards them."""
 
     def __init__(self, endpoint: str, route: str, compression: str = "none", heartbeat_s: float = 1.0,
-                 window: int = 1024, *, drain_timeout_s: float | None = None) -> None:
+                 window: int = 1024, *, drain_timeout_s: float | None = None, auth: CurveKeys | None = None) -> None:
         """Check the settings; nothing connects before :meth:`run`.
 
         Args:
@@ -175,6 +185,8 @@ class Sender:
                 messages from the local channel, which is how backpressure reaches the producer.
             drain_timeout_s: Longest :meth:`run` waits for acknowledgements once told to stop
                 (``None``: until they come).
+            auth: This node's keypair and the receiving node's public key: speak CURVE and talk only to that
+                receiver (``None``: no authentication).
 
         Raises:
             ValueError: On an unknown compression or a non-positive window or heartbeat.
@@ -184,6 +196,7 @@ class Sender:
         Codec(compression)
         self.endpoint, self.route, self.compression = endpoint, route, compression
         self.heartbeat_s, self.window, self.drain_timeout_s = heartbeat_s, window, drain_timeout_s
+        self.auth = auth
 
     def run(self, recv: Callable[[float], bytes | None], stop: Event,
             closed: Callable[[], bool] | None = None) -> BridgeStats:
@@ -203,7 +216,7 @@ class Sender:
             The run's counters.
 
         Raises:
-            BridgeError: The receiver rejected this sender (another route or codec).
+            BridgeError: The receiver rejected this sender (another route or codec, or this node's key).
         """
         return _SenderRun(self, recv, stop, closed).run()
 
@@ -230,6 +243,7 @@ class _SenderRun:
         self.peer_limit: int | None = None  # the largest frame the receiver reads, from its WELCOME
         self.ctx = zmq.Context()
         self.sock: zmq.Socket | None = None
+        self.monitor: zmq.Socket | None = None
         self.last_heard = self.last_sent = self.last_hello = 0.0
 
     def run(self) -> BridgeStats:
@@ -251,10 +265,18 @@ class _SenderRun:
                 if not self._pull():
                     self._read(self._idle_wait())
         finally:
-            if self.sock is not None:
-                self.sock.close(linger=0)
+            self._close()
             self.ctx.term()
         return self.stats
+
+    def _close(self) -> None:
+        if self.monitor is not None:
+            self.sock.disable_monitor()
+            self.monitor.close(linger=0)
+            self.monitor = None
+        if self.sock is not None:
+            self.sock.close(linger=0)
+            self.sock = None
 
     def _end(self) -> None:
         self.ending = True
@@ -263,8 +285,7 @@ class _SenderRun:
 
     def _connect(self) -> None:
         """Open a fresh socket (a fresh TCP connection, no stale queue) and start a new epoch."""
-        if self.sock is not None:
-            self.sock.close(linger=0)
+        self._close()
         sock = self.ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)  # unacknowledged messages live in self.unacked, not in zmq
         sock.setsockopt(zmq.IMMEDIATE, 1)  # queue nothing for a peer that is not connected
@@ -273,6 +294,11 @@ class _SenderRun:
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, max(1000, int(self.cfg.heartbeat_s * 1000)))
         sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
         sock.setsockopt(zmq.MAXMSGSIZE, _SENDER_MAX_FRAME)  # a larger frame ends the connection unread
+        if self.cfg.auth is not None:
+            sock.curve_secretkey = self.cfg.auth.secret
+            sock.curve_publickey = self.cfg.auth.public
+            sock.curve_serverkey = self.cfg.auth.peer
+            self.monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH)
         try:
             sock.connect(self.cfg.endpoint)
         except zmq.ZMQError as exc:
@@ -311,6 +337,12 @@ class _SenderRun:
             self._control(HEARTBEAT, self.highest_sent)
 
     def _watch_peer(self) -> None:
+        if self.monitor is not None and self.monitor.poll(0):
+            self.monitor.recv_multipart()
+            self.stats.handshake_failures += 1
+            self.stats.auth_failures += 1
+            raise BridgeError(f"the receiver at '{self.cfg.endpoint}' refused this node's key for route "
+                              f"'{self.cfg.route}': both nodes need keys from one 'flowc keys generate' run")
         if time.monotonic() - self.last_heard > 3 * self.cfg.heartbeat_s:
             self.stats.peer_timeouts += 1
             self._connect()

@@ -3,7 +3,9 @@
 The launcher starts one per route target on the sending node (a consumer of the ring) and one per
 route on the receiving node (a producer into the ring of the same name). SIGTERM makes a sender drain
 what it took and a receiver stop. A route the peer refuses (another route or codec, a message over the
-receiving ring's limit) or an endpoint that cannot be used ends the bridge with exit code 1 and the reason.
+receiving ring's limit, this node's key) or an endpoint that cannot be used ends the bridge with exit code 1
+and the reason. A route that authenticates (``auth: curve``, the default) loads its keys first
+(:mod:`flowc.runtime.route_keys`); without them the bridge does not start.
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ import os
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING
 
-from flowc.model.node_view import NodeView
+from flowc.model.node_view import Bridge, NodeView
 from flowc.runtime.actor_main import load_node
+
+if TYPE_CHECKING:
+    from flowc.runtime.route_keys import CurveKeys
 
 
 def run_bridge(plan_path: str, node: str, route: str, direction: str, index: int) -> int:
@@ -35,9 +41,15 @@ def run_bridge(plan_path: str, node: str, route: str, direction: str, index: int
     from flowc.runtime.bridge_receiver import Receiver
     from flowc.runtime.channels import Input, Output
     from flowc.runtime.ring import Ring
+    from flowc.runtime.route_keys import RouteKeyError
 
     layout = NodeView.of(load_node(plan_path, node), node)
     bridge = next(b for b in layout.bridges if (b.route, b.direction, b.index) == (route, direction, index))
+    try:
+        keys = _keys(bridge, node)
+    except RouteKeyError as exc:
+        print(f"flowc run-bridge: route '{route}': {exc}", file=sys.stderr)
+        return 1
     ring = Ring.attach(layout.rings[bridge.channel].name)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -47,13 +59,14 @@ def run_bridge(plan_path: str, node: str, route: str, direction: str, index: int
     try:
         if direction == "out":
             inp = Input(ring, bridge.index)
-            sender = Sender(f"tcp://{bridge.peer}:{bridge.port}", route, bridge.compression, drain_timeout_s=5.0)
+            sender = Sender(f"tcp://{bridge.peer}:{bridge.port}", route, bridge.compression, drain_timeout_s=5.0,
+                            auth=keys)
             stats = sender.run(lambda timeout: inp.recv(timeout), stop, closed=lambda: inp.closed)
         else:
             out = Output(ring, bridge.index)
             # The ring's own limit: a larger message could not be delivered, so it is refused on the wire.
             receiver = Receiver(f"tcp://*:{bridge.port}", route, bridge.compression,
-                                state_path=layout.route_state(route), max_message=ring.max_message)
+                                state_path=layout.route_state(route), max_message=ring.max_message, auth=keys)
             receiver.run(lambda message: out.send(message), stop, stats)
     except BridgeError as exc:
         print(f"flowc run-bridge: route '{route}': {exc}", file=sys.stderr)
@@ -64,3 +77,18 @@ def run_bridge(plan_path: str, node: str, route: str, direction: str, index: int
         with open(os.path.join(directory, name), "w", encoding="utf-8") as handle:
             json.dump(stats.as_dict(), handle, sort_keys=True)
     return code
+
+
+def _keys(bridge: Bridge, node: str) -> CurveKeys | None:
+    """The keys of a bridge whose route authenticates (``None`` for ``auth: none``)."""
+    from flowc.runtime import route_keys
+
+    if bridge.auth != "curve":
+        return None
+    directory = route_keys.keys_directory(node)
+    if directory is None:
+        raise route_keys.RouteKeyError(
+            f"it authenticates its peers, and no keys were given: set {route_keys.KEYS_ENV} to the folder "
+            "'flowc keys generate' wrote (or this node's part of it), or run under systemd with the unit's "
+            "LoadCredential= files in place")
+    return route_keys.load(directory, node, bridge.peer_node)

@@ -1,7 +1,10 @@
 """The receiving end of a route (:class:`Receiver`): frames from TCP into the local channel, in order, once.
 
-The protocol is described in :mod:`flowc.runtime.bridge`. The receiver is the side a stranger can reach, so it
-trusts nothing it reads: a frame over the ring's largest message ends its connection before it is read
+The protocol is described in :mod:`flowc.runtime.bridge`. The receiver is the side a stranger can reach. With
+keys, only the route's source node completes the CURVE handshake (a ZAP handler checks its public key; others
+are counted in ``auth_failures`` and never read), and a connection that has not finished its handshake within
+``handshake_s`` is closed, so half-open connections cannot pile up. Even the trusted peer is not trusted with
+memory: a frame over the ring's largest message ends its connection before it is read
 (ZeroMQ's ``MAXMSGSIZE``), a payload is only raw or the route's own codec and is refused before
 decompressing if it says it is larger than the ring's largest message, another session can take over the
 route only once its sender has been silent for three heartbeats, and what a stranger can make it remember is
@@ -11,6 +14,7 @@ bounded (``max_peers``, oldest forgotten first). Every refused frame is counted 
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import struct
@@ -20,9 +24,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 import zmq
+from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils.monitor import recv_monitor_message
 
 from flowc.runtime.bridge import BridgeError, BridgeStats, Event
+from flowc.runtime.route_keys import CurveKeys
 from flowc.runtime.wire import (
     ACK,
     DATA,
@@ -48,6 +54,10 @@ DEFAULT_MAX_PEERS = 1024
 #: Bytes a receiver lets ZeroMQ queue per connection before TCP pushes back (in messages of the largest size).
 _INBOUND_QUEUE_BYTES = 64 << 20
 _REASON_BYTES = 1024  # a REJECT's reason stays well inside the sender's frame limit
+#: The ZAP handler's log: denials are counted in the stats, not printed once per stranger's attempt.
+_QUIET = logging.getLogger("flowc.route.auth")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
 _MONITORED = (zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
               | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 
@@ -57,7 +67,8 @@ class Receiver:
 
     def __init__(self, bind: str, route: str, compression: str = "none", heartbeat_s: float = 1.0,
                  *, ack_every: int = 64, state_path: str | os.PathLike[str] | None = None,
-                 max_message: int = DEFAULT_MAX_MESSAGE, max_peers: int = DEFAULT_MAX_PEERS) -> None:
+                 max_message: int = DEFAULT_MAX_MESSAGE, max_peers: int = DEFAULT_MAX_PEERS,
+                 auth: CurveKeys | None = None, handshake_s: float = 2.0) -> None:
         """Check the settings; nothing listens before :meth:`run`.
 
         Args:
@@ -72,17 +83,21 @@ class Receiver:
             max_message: Largest message the local channel takes (the ring's ``max_message``); a larger
                 frame ends its connection, a payload that would decompress to more is refused unread.
             max_peers: Most unknown (session, epoch) pairs remembered; beyond it the oldest is forgotten.
+            auth: This node's keypair and the source node's public key: speak CURVE and let only that key in
+                (``None``: anyone may connect).
+            handshake_s: A connection that has not completed its handshake by then is closed.
 
         Raises:
             ValueError: On an unknown compression or a non-positive ``ack_every``, ``heartbeat_s``,
                 ``max_message`` or ``max_peers``.
         """
         Codec(compression, max_message)
-        if ack_every < 1 or heartbeat_s <= 0 or max_peers < 1:
-            raise ValueError("ack_every and max_peers must be at least 1 and heartbeat_s positive")
+        if ack_every < 1 or heartbeat_s <= 0 or max_peers < 1 or handshake_s <= 0:
+            raise ValueError("ack_every and max_peers must be at least 1, heartbeat_s and handshake_s positive")
         self.bind, self.route, self.compression = bind, route, compression
         self.heartbeat_s, self.ack_every, self.state_path = heartbeat_s, ack_every, state_path
         self.max_message, self.max_peers = max_message, max_peers
+        self.auth, self.handshake_s = auth, handshake_s
 
     def run(self, send: Callable[[bytes], object], stop: Event, stats: BridgeStats | None = None) -> BridgeStats:
         """Receive and deliver until ``stop`` is set.
@@ -126,6 +141,7 @@ class _ReceiverRun:
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.monitor: zmq.Socket | None = None
+        self.authenticator: ThreadAuthenticator | None = None
 
     def run(self) -> BridgeStats:
         try:
@@ -150,6 +166,8 @@ class _ReceiverRun:
                 self.sock.disable_monitor()
                 self.monitor.close(linger=0)
             self.sock.close(linger=100)  # let the last ACK leave
+            if self.authenticator is not None:
+                self.authenticator.stop()
             self.ctx.term()
             if self.state_fd is not None:
                 os.close(self.state_fd)
@@ -162,6 +180,9 @@ class _ReceiverRun:
         # than the message (the sender sends raw what would not shrink); the header is 24 bytes.
         self.sock.setsockopt(zmq.MAXMSGSIZE, self._frame_limit())
         self.sock.setsockopt(zmq.RCVHWM, max(16, min(1000, _INBOUND_QUEUE_BYTES // self.cfg.max_message)))
+        self.sock.setsockopt(zmq.HANDSHAKE_IVL, max(1, int(self.cfg.handshake_s * 1000)))
+        if self.cfg.auth is not None:
+            self._authenticate(self.cfg.auth)
         self.monitor = self.sock.get_monitor_socket(_MONITORED)
         try:
             self.sock.bind(self.cfg.bind)
@@ -169,6 +190,22 @@ class _ReceiverRun:
             raise BridgeError(f"cannot listen on '{self.cfg.bind}': {exc}") from exc
         if self.cfg.state_path is not None:
             self._open_state(os.fspath(self.cfg.state_path))
+
+    def _authenticate(self, keys: CurveKeys) -> None:
+        """Speak CURVE as the server, and let in only the source node's key (ZAP, in the route's domain)."""
+        trusted = keys.peer
+
+        class _SourceNodeOnly:
+            def callback(self, domain: str, key: bytes) -> bool:
+                return key == trusted
+
+        self.authenticator = ThreadAuthenticator(self.ctx, log=_QUIET)
+        self.authenticator.start()
+        self.authenticator.configure_curve_callback(self.cfg.route, _SourceNodeOnly())
+        self.sock.zap_domain = self.cfg.route.encode()
+        self.sock.curve_server = True
+        self.sock.curve_secretkey = keys.secret
+        self.sock.curve_publickey = keys.public
 
     def _frame_limit(self) -> int:
         return max(self.cfg.max_message, 4 * HEADER.size)
@@ -200,6 +237,7 @@ class _ReceiverRun:
                 self.stats.disconnects += 1
             else:
                 self.stats.handshake_failures += 1
+                self.stats.auth_failures += event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH
 
     def _reply(self, ident: bytes, kind: int, epoch: int, session: int, seq: int, payload: bytes = b"") -> None:
         try:

@@ -20,7 +20,7 @@ from typing import Any
 
 from flowc.diagnostics import UserError
 from flowc.model.node_view import NodeView
-from flowc.runtime import segments
+from flowc.runtime import route_keys, segments
 from flowc.runtime.actor_main import load_node
 from flowc.runtime.report import build_report
 from flowc.runtime.system import Numa, cpu_map, die_with_parent, pin
@@ -98,7 +98,7 @@ class Launcher:
     """Runs one node of a plan until ``duration`` passes, a signal arrives, or every actor finished."""
 
     def __init__(self, plan_path: str, node: str, duration: float | None = None, log: Any = sys.stderr,
-                 oversubscribe: bool = False) -> None:
+                 oversubscribe: bool = False, keys_dir: str | None = None) -> None:
         """Prepare, without starting anything.
 
         Args:
@@ -107,6 +107,8 @@ class Launcher:
             duration: Seconds to run before stopping in order; ``None`` runs until signalled.
             log: Where progress lines go.
             oversubscribe: Run even when fewer CPUs are allowed than the actors ask for (said loudly).
+            keys_dir: The route keys (``flowc keys generate``'s folder or this node's part of it); by default
+                ``FLOWC_KEYS_DIR`` or systemd's credentials.
         """
         self.plan_path = os.path.abspath(plan_path)
         self.plan = load_node(plan_path, node)
@@ -120,6 +122,7 @@ class Launcher:
         self.notes: list[str] = []
         self.cpu_mapping: dict[int, int] = {}
         self.oversubscribe = oversubscribe
+        self.environ = {**os.environ, **({route_keys.KEYS_ENV: os.path.abspath(keys_dir)} if keys_dir else {})}
 
     def say(self, line: str) -> None:
         """Write one progress line."""
@@ -134,6 +137,7 @@ class Launcher:
         Raises:
             LaunchError: When the node cannot start, or an actor failed too often.
         """
+        self._check_keys()
         info = self.plan.nodes[self.node]
         requested = sorted({cpu for actor in info.actors.values() for cpu in actor.cpus})
         try:
@@ -160,7 +164,7 @@ class Launcher:
             created = True
             self.rings = segments.create(self.layout)
             self._plan_children()
-            env = {**os.environ, "FLOWC_NODE": self.node, "FLOWC_REPORT_DIR": report_dir}
+            env = {**self.environ, "FLOWC_NODE": self.node, "FLOWC_REPORT_DIR": report_dir}
             for child in self._start_order():
                 child.start(env)
             self.say(f"running {len(self.children)} process(es) on {len(self.rings)} channel(s)")
@@ -180,6 +184,21 @@ class Launcher:
                 for signum, handler in previous.items():
                     signal.signal(signum, handler)
                 segments.release(self.layout)
+
+    def _check_keys(self) -> None:
+        """Every route that authenticates has its keys, before anything starts (a bridge would only retry)."""
+        legs = [b for b in self.layout.bridges if b.auth == "curve"]
+        if not legs:
+            return
+        directory = route_keys.keys_directory(self.node, self.environ)
+        if directory is None:
+            raise LaunchError(f"route '{legs[0].route}' authenticates its peers and no keys were given: pass --keys "
+                              f"DIR (the folder 'flowc keys generate' wrote) or set {route_keys.KEYS_ENV}")
+        for bridge in legs:
+            try:
+                route_keys.load(directory, self.node, bridge.peer_node)
+            except route_keys.RouteKeyError as exc:
+                raise LaunchError(f"route '{bridge.route}': {exc}") from None
 
     def _on_signal(self, _signum: int, _frame: Any) -> None:
         self.stop_requested = True

@@ -1,7 +1,9 @@
 """Actor nodes as Kubernetes objects: a plan ConfigMap, a pinned Deployment and a routes Service.
 
 Per node: a ConfigMap with its plan slice, a one-replica Deployment pinned to the node's hostname
-that runs ``flowc launch``, and, for a node that receives routes, a Service with one port per route.
+that runs ``flowc launch``, and, for a node that receives routes, a Service with one port per route. A node
+with authenticated routes mounts the Secret ``<node>-route-keys`` (made by ``flowc keys generate``, never by the
+build: :func:`route_keys_secret`) read-only at ``KEYS_MOUNT``; until it exists the pod waits to start.
 
 The pod is Guaranteed QoS with an integer CPU count equal to the CPUs its actors ask for, so the
 kubelet's static CPU manager gives it exclusive cores; Kubernetes cannot name CPU ids, so the
@@ -12,9 +14,10 @@ served from ``hugepages-2Mi`` instead.
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
-from flowc.emit.kubernetes.names import PLAN_SUFFIX, ROUTES_SUFFIX
+from flowc.emit.kubernetes.names import KEYS_SUFFIX, PLAN_SUFFIX, ROUTES_SUFFIX
 from flowc.emit.kubernetes.settings import (
     ACTOR_MEMORY_MIB,
     HUGE_PAGE,
@@ -23,10 +26,13 @@ from flowc.emit.kubernetes.settings import (
     Settings,
     mebibytes,
 )
+from flowc.model.keys import KEYS_ENV, node_files
 from flowc.model.node_view import SHM_DIR
 from flowc.model.plan import NodePlan, Plan
 
 MIB = 1024 * 1024
+#: Where a launcher pod finds its route keys (beside, not inside, the read-only plan mount).
+KEYS_MOUNT = "/etc/flowc-keys"
 
 
 def shm_bytes(node: NodePlan) -> int:
@@ -79,12 +85,17 @@ def node_objects(part: Plan, node: str, name: str, settings: Settings) -> list[d
         resources["hugepages-2Mi"] = mebibytes(huge)
         mounts.append({"name": "hugepages", "mountPath": "/dev/hugepages"})
         volumes.append({"name": "hugepages", "emptyDir": {"medium": "HugePages-2Mi"}})
+    env = [{"name": "FLOWC_NODE", "value": node}]
+    if node_files(part.routes, node):
+        env.append({"name": KEYS_ENV, "value": KEYS_MOUNT})
+        mounts.append({"name": "route-keys", "mountPath": KEYS_MOUNT, "readOnly": True})
+        volumes.append({"name": "route-keys", "secret": {"secretName": name + KEYS_SUFFIX, "defaultMode": 0o400}})
     ports = route_ports(part, node)
     container: dict[str, Any] = {
         "name": "launcher",
         "image": settings.image,
         "command": ["flowc", "launch", f"{PLAN_MOUNT}/plan.json", "--node", node],
-        "env": [{"name": "FLOWC_NODE", "value": node}],
+        "env": env,
         "resources": {"limits": resources, "requests": dict(resources)},
         "volumeMounts": mounts,
     }
@@ -125,3 +136,23 @@ def node_objects(part: Plan, node: str, name: str, settings: Settings) -> list[d
 def route_service(name: str) -> str:
     """Name of the Service through which a node receives its routes."""
     return name + ROUTES_SUFFIX
+
+
+def route_keys_secret(name: str, files: dict[str, bytes], settings: Settings) -> dict[str, Any]:
+    """The Secret holding one node's route keys, as the node's Deployment mounts it.
+
+    Args:
+        name: The node's Kubernetes name.
+        files: File name → content, from ``flowc keys generate``.
+        settings: The output settings (namespace, labels).
+
+    Returns:
+        The object.
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": settings.metadata(name + KEYS_SUFFIX, settings.labels(name, "route-keys")),
+        "type": "Opaque",
+        "data": {file: base64.b64encode(content).decode("ascii") for file, content in sorted(files.items())},
+    }

@@ -1,7 +1,8 @@
 """Names the Kubernetes output will use, checked before anything is built (part of ``flowc check``).
 
 A task becomes a Job and a Service named after it; a node becomes a Deployment, a ``-plan``
-ConfigMap and a ``-routes`` Service. Emits FLC505 (a name or hostname Kubernetes refuses) and FLC503
+ConfigMap and a ``-routes`` Service, and its route keys (from ``flowc keys generate``) a ``-route-keys``
+Secret. Emits FLC505 (a name or hostname Kubernetes refuses) and FLC503
 (two flowc names that become one Kubernetes name, reported at the second).
 """
 
@@ -14,6 +15,7 @@ from flowc.model.context import Context
 
 ROUTES_SUFFIX = "-routes"
 PLAN_SUFFIX = "-plan"
+KEYS_SUFFIX = "-route-keys"
 
 
 def object_names(kind: str, name: str) -> list[tuple[str, str]]:
@@ -21,11 +23,12 @@ def object_names(kind: str, name: str) -> list[tuple[str, str]]:
 
     Example:
         >>> object_names("node", "edge")
-        [('Deployment', 'edge'), ('ConfigMap', 'edge-plan'), ('Service', 'edge-routes')]
+        [('Deployment', 'edge'), ('ConfigMap', 'edge-plan'), ('Service', 'edge-routes'), ('Secret', 'edge-route-keys')]
     """
     if kind == "task":
         return [("Job", name), ("Service", name)]
-    return [("Deployment", name), ("ConfigMap", name + PLAN_SUFFIX), ("Service", name + ROUTES_SUFFIX)]
+    return [("Deployment", name), ("ConfigMap", name + PLAN_SUFFIX), ("Service", name + ROUTES_SUFFIX),
+            ("Secret", name + KEYS_SUFFIX)]
 
 
 def check_kubernetes_names(spec: ir.Spec, ctx: Context) -> None:
@@ -45,7 +48,7 @@ def check_kubernetes_names(spec: ir.Spec, ctx: Context) -> None:
                       "label has it")
     for kind, identifier, span in sources:
         name = k8s_name(identifier)
-        room = 0 if kind == "task" else len(ROUTES_SUFFIX)
+        room = 0 if kind == "task" else max(len(ROUTES_SUFFIX), len(KEYS_SUFFIX))
         if not valid_dns_label(name) or len(name) + room > 63:
             ctx.error("FLC505", f"{kind} '{identifier}' cannot be a kubernetes name ('{name}')", at=span,
                       help=f"use at most {63 - room} characters, ending in a letter or digit")
