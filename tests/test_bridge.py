@@ -1,4 +1,7 @@
-"""The TCP bridge over loopback: real processes, real ZeroMQ, pipes standing in for the local channels."""
+"""The TCP bridge over loopback: real processes, real ZeroMQ, pipes standing in for the local channels.
+
+Routes authenticate (ZeroMQ CURVE with a fresh pair of node keys per route) unless a test says otherwise.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import pytest
 
 from flowc.runtime.bridge import BridgeError, BridgeStats, Sender
 from flowc.runtime.bridge_receiver import Receiver
+from flowc.runtime.route_keys import CurveKeys
 from flowc.runtime.wire import Codec
 
 CTX = multiprocessing.get_context("spawn")
@@ -46,16 +50,19 @@ def payloads(count: int, seed: int = 7) -> list[bytes]:
     return out
 
 
-def sender_main(endpoint: str, compression: str, window: int, feed: Connection, stop, results) -> None:
+def sender_main(endpoint: str, compression: str, window: int, feed: Connection, stop, results,
+                keys: CurveKeys | None) -> None:
     def recv(timeout: float) -> bytes | None:
         return feed.recv_bytes() if feed.poll(timeout) else None  # EOFError once the feeder closes
 
-    stats = Sender(endpoint, "quotes", compression, heartbeat_s=HEARTBEAT_S, window=window).run(recv, stop)
+    stats = Sender(endpoint, "quotes", compression, heartbeat_s=HEARTBEAT_S, window=window, auth=keys).run(recv, stop)
     results.put(("sender", stats.as_dict()))
 
 
-def receiver_main(bind: str, compression: str | None, out: Connection, stop, results, state: str | None) -> None:
-    stats = Receiver(bind, "quotes", compression, heartbeat_s=HEARTBEAT_S, state_path=state).run(out.send_bytes, stop)
+def receiver_main(bind: str, compression: str | None, out: Connection, stop, results, state: str | None,
+                  keys: CurveKeys | None) -> None:
+    stats = Receiver(bind, "quotes", compression, heartbeat_s=HEARTBEAT_S, state_path=state,
+                     auth=keys).run(out.send_bytes, stop)
     out.close()
     results.put(("receiver", stats.as_dict()))
 
@@ -63,15 +70,18 @@ def receiver_main(bind: str, compression: str | None, out: Connection, stop, res
 class Route:
     """A sender process and a (restartable) receiver process on one loopback port."""
 
-    def __init__(self, compression: str = "none", window: int = 1024, state: Path | None = None) -> None:
+    def __init__(self, compression: str = "none", window: int = 1024, state: Path | None = None,
+                 auth: bool = True) -> None:
         """Start the sender; the receiver starts with :meth:`start_receiver`."""
         self.compression, self.window, self.state = compression, window, state
+        self.sender_keys, self.receiver_keys = CurveKeys.pair() if auth else (None, None)
         self.port = free_port()
         self.results = CTX.Queue()
         self.sender_stop, self.receiver_stop = CTX.Event(), CTX.Event()
         self.feed, feed_end = CTX.Pipe(duplex=False)[::-1]
         self.sender = CTX.Process(target=sender_main, args=(f"tcp://127.0.0.1:{self.port}", compression, window,
-                                                            feed_end, self.sender_stop, self.results))
+                                                            feed_end, self.sender_stop, self.results,
+                                                            self.sender_keys))
         self.sender.start()
         feed_end.close()
         self.receiver: multiprocessing.process.BaseProcess | None = None
@@ -81,7 +91,8 @@ class Route:
         self.out, out_end = CTX.Pipe(duplex=False)
         self.receiver = CTX.Process(target=receiver_main, args=(f"tcp://127.0.0.1:{self.port}", self.compression,
                                                                 out_end, self.receiver_stop, self.results,
-                                                                None if self.state is None else str(self.state)))
+                                                                None if self.state is None else str(self.state),
+                                                                self.receiver_keys))
         self.receiver.start()
         out_end.close()
 
@@ -129,10 +140,11 @@ class Route:
                     proc.kill()
 
 
-@pytest.mark.parametrize("compression", ["none", "lz4", "zstd"])
-def test_every_message_arrives_once_and_in_order(compression: str) -> None:
+@pytest.mark.parametrize(("compression", "auth"), [("none", True), ("lz4", True), ("zstd", True), ("none", False)],
+                         ids=["none", "lz4", "zstd", "none-unauthenticated"])
+def test_every_message_arrives_once_and_in_order(compression: str, auth: bool) -> None:
     messages = payloads(10_000)
-    route = Route(compression)
+    route = Route(compression, auth=auth)
     try:
         route.start_receiver()
         route.feed_in_background(messages)
@@ -224,8 +236,9 @@ def test_full_window_stops_taking_from_the_local_channel() -> None:
         return taken[-1]
 
     sender_stop, receiver_stop = threading.Event(), threading.Event()
+    sender_keys, receiver_keys = CurveKeys.pair()
     sender = threading.Thread(target=Sender(f"tcp://127.0.0.1:{port}", "quotes", heartbeat_s=HEARTBEAT_S,
-                                            window=16).run, args=(recv, sender_stop), daemon=True)
+                                            window=16, auth=sender_keys).run, args=(recv, sender_stop), daemon=True)
     sender.start()
     deadline = time.monotonic() + DEADLINE_S
     while len(taken) < 16:
@@ -233,7 +246,8 @@ def test_full_window_stops_taking_from_the_local_channel() -> None:
         time.sleep(0.01)
     time.sleep(0.3)
     assert len(taken) == 16, "with nobody acknowledging, the sender holds exactly one window"
-    receiver = threading.Thread(target=Receiver(f"tcp://127.0.0.1:{port}", "quotes", heartbeat_s=HEARTBEAT_S).run,
+    receiver = threading.Thread(target=Receiver(f"tcp://127.0.0.1:{port}", "quotes", heartbeat_s=HEARTBEAT_S,
+                                                auth=receiver_keys).run,
                                 args=(delivered.append, receiver_stop), daemon=True)
     receiver.start()
     while len(delivered) < 1000:
@@ -249,15 +263,89 @@ def test_full_window_stops_taking_from_the_local_channel() -> None:
 def test_receiver_rejects_another_route() -> None:
     port = free_port()
     stop = threading.Event()
-    receiver = threading.Thread(target=Receiver(f"tcp://127.0.0.1:{port}", "quotes").run,
+    sender_keys, receiver_keys = CurveKeys.pair()
+    receiver = threading.Thread(target=Receiver(f"tcp://127.0.0.1:{port}", "quotes", auth=receiver_keys).run,
                                 args=(lambda _m: None, stop), daemon=True)
     receiver.start()
     try:
         with pytest.raises(BridgeError, match="route 'orders'"):
-            Sender(f"tcp://127.0.0.1:{port}", "orders", heartbeat_s=HEARTBEAT_S).run(lambda _t: None, stop)
+            Sender(f"tcp://127.0.0.1:{port}", "orders", heartbeat_s=HEARTBEAT_S,
+                   auth=sender_keys).run(lambda _t: None, stop)
     finally:
         stop.set()
         receiver.join(DEADLINE_S)
+
+
+class Listening:
+    """A receiver in a thread that trusts ``keys.peer``, with its live counters and deliveries."""
+
+    def __init__(self, keys: CurveKeys | None) -> None:
+        """Start it on a free port."""
+        self.endpoint = f"tcp://127.0.0.1:{free_port()}"
+        self.stop, self.stats, self.delivered = threading.Event(), BridgeStats(), []
+        self.thread = threading.Thread(target=Receiver(self.endpoint, "quotes", heartbeat_s=HEARTBEAT_S,
+                                                       auth=keys).run,
+                                       args=(self.delivered.append, self.stop, self.stats), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(DEADLINE_S)
+        assert not self.thread.is_alive()
+
+
+def forever(timeout: float) -> bytes:
+    time.sleep(min(timeout, 0.01))
+    return b"forged"
+
+
+def run_for(sender: Sender, seconds: float) -> BridgeStats:
+    stop = threading.Event()
+    timer = threading.Timer(seconds, stop.set)
+    timer.start()
+    try:
+        return sender.run(forever, stop)
+    finally:
+        timer.cancel()
+
+
+def test_a_sender_holding_another_nodes_key_is_refused_and_counted() -> None:
+    _, receiver_keys = CurveKeys.pair()
+    stranger, _ = CurveKeys.pair()
+    listening = Listening(receiver_keys)
+    try:
+        forged = CurveKeys(stranger.public, stranger.secret, receiver_keys.public)  # knows the receiver's public key
+        with pytest.raises(BridgeError, match="refused this node's key"):
+            Sender(listening.endpoint, "quotes", heartbeat_s=HEARTBEAT_S, drain_timeout_s=0.5,
+                   auth=forged).run(forever, threading.Event())
+    finally:
+        listening.close()
+    assert listening.delivered == [] and listening.stats.received == 0
+    assert listening.stats.auth_failures >= 1 and listening.stats.handshake_failures >= 1
+
+
+def test_a_sender_without_keys_cannot_reach_an_authenticating_receiver() -> None:
+    _, receiver_keys = CurveKeys.pair()
+    listening = Listening(receiver_keys)
+    try:
+        stats = run_for(Sender(listening.endpoint, "quotes", heartbeat_s=HEARTBEAT_S, drain_timeout_s=0.2), 1.5)
+    finally:
+        listening.close()
+    assert stats.acked == 0 and listening.delivered == []
+    assert listening.stats.handshake_failures >= 1, "the plain handshake is refused and counted"
+
+
+def test_a_sender_talks_only_to_the_receiver_whose_key_it_was_given() -> None:
+    sender_keys, _ = CurveKeys.pair()
+    impostor, _ = CurveKeys.pair()
+    listening = Listening(CurveKeys(impostor.public, impostor.secret, sender_keys.public))  # trusts the sender
+    try:
+        stats = run_for(Sender(listening.endpoint, "quotes", heartbeat_s=HEARTBEAT_S, drain_timeout_s=0.2,
+                               auth=sender_keys), 1.5)
+    finally:
+        listening.close()
+    assert stats.acked == 0 and stats.sent == 0, "nothing goes to a receiver with another key"
+    assert listening.delivered == [] and listening.stats.handshake_failures >= 1
 
 
 @pytest.mark.parametrize("name", ["none", "lz4", "zstd"])

@@ -4,11 +4,16 @@ Each class of attack from issue 11 has its reproducer here (a forged sender, ove
 route does not use, decompression bombs, random sessions, a planted state file), and a hypothesis fuzz test
 sends random and mutated frames next to a live sender: the receiver survives, delivers only what the real
 sender sent, and counts every refused frame under the reason the protocol gives it.
+
+The routes authenticate, as launched routes do: the stranger here holds the source node's own key (a
+compromised or broken sender), the worst case the receiver must survive; strangers without that key never get
+past the handshake (``test_bridge.py`` and ``test_route_launch_hostile.py`` show them refused and counted).
 """
 
 from __future__ import annotations
 
 import mmap
+import multiprocessing
 import os
 import resource
 import secrets
@@ -27,6 +32,7 @@ from hypothesis import strategies as st
 
 from flowc.runtime.bridge import BridgeError, BridgeStats, Sender
 from flowc.runtime.bridge_receiver import Receiver
+from flowc.runtime.route_keys import CurveKeys
 from flowc.runtime.wire import (
     ACK,
     DATA,
@@ -47,6 +53,8 @@ ROUTE = "quotes"
 MIB = 1 << 20
 DEADLINE_S = 20.0
 FORGED = (0xDEADBEEF).to_bytes(4, "little")  # the producer id the issue's forged frames carried
+#: The source node's keys (the real sender's, and the stranger's: a peer that stole them) and the receiver's.
+SOURCE_KEYS, RECEIVER_KEYS = CurveKeys.pair()
 
 
 def free_port() -> int:
@@ -90,7 +98,7 @@ def receiver() -> Iterator:
     def start(compression: str = "none", **options) -> Running:
         port = free_port()
         run = Running(port, BridgeStats(), threading.Event(), threading.Thread())
-        recv = Receiver(run.endpoint, ROUTE, compression, **options)
+        recv = Receiver(run.endpoint, ROUTE, compression, auth=RECEIVER_KEYS, **options)
 
         def main() -> None:
             try:
@@ -113,11 +121,13 @@ def receiver() -> Iterator:
 class Stranger:
     """A raw DEALER that speaks (or mangles) the route protocol."""
 
-    def __init__(self, endpoint: str) -> None:
-        """Connect to ``endpoint``."""
+    def __init__(self, endpoint: str, keys: CurveKeys = SOURCE_KEYS) -> None:
+        """Connect to ``endpoint`` with ``keys``."""
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.curve_secretkey, self.sock.curve_publickey, self.sock.curve_serverkey = keys.secret, keys.public, \
+            keys.peer
         self.sock.connect(endpoint)
         self.session = secrets.randbits(64) | 1
         self.seen: list[int] = []  # the kind of every reply, in order
@@ -191,7 +201,7 @@ class Feed:
 
 
 def start_sender(endpoint: str, feed: Feed, stop: threading.Event, heartbeat_s: float = 0.2) -> threading.Thread:
-    sender = Sender(endpoint, ROUTE, heartbeat_s=heartbeat_s, drain_timeout_s=2.0)
+    sender = Sender(endpoint, ROUTE, heartbeat_s=heartbeat_s, drain_timeout_s=2.0, auth=SOURCE_KEYS)
     thread = threading.Thread(target=sender.run, args=(feed.recv, stop), daemon=True)
     thread.start()
     return thread
@@ -218,17 +228,43 @@ def test_forged_sender_cannot_take_over_a_live_route(receiver, stranger) -> None
     assert run.stats.rejects["unknown_session"] >= 100
 
 
+def flood(endpoint: str, keys: CurveKeys, size: int, count: int, done) -> None:
+    """Take the route (nobody else holds it) and send ``count`` frames of ``size`` bytes.
+
+    It runs in a process of its own: CURVE encrypts each frame into a copy, and that memory is the stranger's,
+    not the receiver's, whose peak is what the test measures.
+    """
+    forger = Stranger(endpoint, keys)  # this process's module has keys of its own: use the parent's
+    try:
+        forger.handshake()
+        blob = mmap.mmap(-1, size)  # untouched pages until the encryption reads them
+        for seq in range(1, count + 1):
+            try:
+                forger.sock.send_multipart([header(DATA, 0, 1, forger.session, seq), memoryview(blob)],
+                                           zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break  # the receiver already dropped the connection
+        done.wait(DEADLINE_S)
+    finally:
+        forger.close()
+
+
 @pytest.mark.parametrize(("size", "count"), [(2 * MIB, 6), (300 * MIB, 1)], ids=["6x2MiB", "300MiB"])
-def test_frames_over_the_limit_end_the_connection_not_the_receiver(receiver, stranger, size: int,
-                                                                     count: int) -> None:
+def test_frames_over_the_limit_end_the_connection_not_the_receiver(receiver, size: int, count: int) -> None:
     run = receiver(max_message=MIB)
     before = peak_rss_bytes()
-    forger = stranger(run.endpoint)
-    forger.handshake()  # nobody else holds the route, so this stranger is its sender until step 2's keys
-    blob = mmap.mmap(-1, size)  # untouched pages: the test itself stays small
-    for seq in range(1, count + 1):
-        forger.send(header(DATA, 0, 1, forger.session, seq), memoryview(blob), copy=False)
-    wait_for(lambda: run.stats.disconnects >= 1, "the receiver to drop the connection")
+    spawn = multiprocessing.get_context("spawn")
+    done = spawn.Event()
+    forger = spawn.Process(target=flood, args=(run.endpoint, SOURCE_KEYS, size, count, done),
+                           daemon=True)
+    forger.start()
+    try:
+        wait_for(lambda: run.stats.disconnects >= 1, "the receiver to drop the connection")
+    finally:
+        done.set()
+        forger.join(DEADLINE_S)
+    assert forger.exitcode == 0, "the stranger had taken the route before it sent the frames"
+    assert run.stats.handshake_failures == 0
     assert run.thread.is_alive() and run.delivered == []
     assert peak_rss_bytes() - before < 128 * MIB, "the receiver must not read an oversized frame"
     feed, stop = Feed(), threading.Event()
@@ -297,7 +333,7 @@ def test_a_sender_too_large_for_the_receiving_ring_stops_with_the_reason(receive
     """Nodes may give a channel different buffers: the sender must fail loudly, not resend forever."""
     run = receiver(compression, max_message=1000)
     sent = iter([message])
-    sender = Sender(run.endpoint, ROUTE, compression, heartbeat_s=0.2, drain_timeout_s=1.0)
+    sender = Sender(run.endpoint, ROUTE, compression, heartbeat_s=0.2, drain_timeout_s=1.0, auth=SOURCE_KEYS)
     stop, raised = threading.Event(), []
 
     def main() -> None:
@@ -404,7 +440,8 @@ def live_route() -> Iterator[tuple[Running, Feed]]:
     """One receiver with a real sender streaming into it for the whole fuzz run."""
     port = free_port()
     run = Running(port, BridgeStats(), threading.Event(), threading.Thread())
-    recv = Receiver(run.endpoint, ROUTE, heartbeat_s=5.0)  # a sender silent for 15 s could be replaced
+    # A sender silent for 15 s could be replaced.
+    recv = Receiver(run.endpoint, ROUTE, heartbeat_s=5.0, auth=RECEIVER_KEYS)
     run.thread = threading.Thread(target=recv.run, args=(run.delivered.append, run.stop, run.stats), daemon=True)
     run.thread.start()
     feed, sender_stop = Feed(), threading.Event()
