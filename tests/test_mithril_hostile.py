@@ -90,6 +90,7 @@ class ScriptedServer:
         """Start serving on a free local port with no handler."""
         self.handler: Handler = lambda conn: None
         self.hits = 0
+        self.request_lines: list[bytes] = []
         outer = self
 
         class _Request(socketserver.BaseRequestHandler):
@@ -103,6 +104,7 @@ class ScriptedServer:
                         return
                     data += chunk
                 outer.hits += 1
+                outer.request_lines.append(data.split(b"\r\n", 1)[0])
                 try:
                     outer.handler(conn)
                 except OSError:
@@ -325,6 +327,34 @@ def test_trickling_headers_end_at_the_deadline(server: ScriptedServer) -> None:
         api.get_json("/v2/spot/availability")
     assert time.monotonic() - started < 6.0
     assert "timed out" in str(info.value)
+
+
+def test_a_proxy_from_the_environment_is_used_and_keeps_the_deadline(server: ScriptedServer,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("NO_PROXY", "no_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", server.url)  # the scripted server plays the proxy
+    server.handler = answer([])
+    with ApiClient("http://api.example.invalid", KEY, retries=0) as api:
+        assert api.get_json("/v2/spot/availability") == []
+    assert server.request_lines[-1] == b"GET http://api.example.invalid/v2/spot/availability HTTP/1.1"
+    server.handler = trickle(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n[]",
+                             0.3)
+    started = time.monotonic()
+    with ApiClient("http://api.example.invalid", KEY, retries=0, timeout=10.0, deadline_s=1.0) as api, \
+            pytest.raises(NetworkError) as info:
+        api.get_json("/v2/spot/availability")
+    assert time.monotonic() - started < 6.0, "the proxy's trickle ends at the deadline"
+    assert "timed out" in str(info.value)
+
+
+def test_no_proxy_sends_the_request_directly(server: ScriptedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    server.handler = answer([])
+    with client(server) as api:
+        assert api.get_json("/v2/spot/availability") == []
+    assert server.request_lines[-1] == b"GET /v2/spot/availability HTTP/1.1"
 
 
 def test_retries_as_a_whole_keep_the_total_deadline(server: ScriptedServer) -> None:

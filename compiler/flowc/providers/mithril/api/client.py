@@ -28,7 +28,7 @@ import httpx
 
 from flowc import __version__
 from flowc.providers.mithril.api.body import BodyError, decode_json, walk_strings
-from flowc.providers.mithril.api.deadline import DeadlineBackend, DeadlineTransport
+from flowc.providers.mithril.api.deadline import DeadlineBackend, DeadlineTransport, environment_proxy
 from flowc.providers.mithril.api.errors import (
     KEY_HELP,
     AuthError,
@@ -172,11 +172,14 @@ class ApiClient:
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
         self._backend = DeadlineBackend()
+        if transport is None:  # the environment's proxy, if any, is reached through the deadline too
+            transport = DeadlineTransport(self._backend, environment_proxy(self.base_url))
         self._http = httpx.Client(
             base_url=self.base_url,
             headers=headers,
             timeout=httpx.Timeout(timeout),
-            transport=transport if transport is not None else DeadlineTransport(self._backend),
+            transport=transport,
+            trust_env=False,  # proxies are the transport's; certificates and netrc are not used by the API
         )
 
     def __repr__(self) -> str:

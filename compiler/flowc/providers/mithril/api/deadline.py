@@ -7,6 +7,9 @@ write to the time left before the deadline set with :meth:`DeadlineBackend.until
 error once none is left. A request therefore ends by its deadline, with httpx's ``TimeoutException``, however its
 headers or body trickle in. Name resolution (``getaddrinfo``) cannot be interrupted and is the one step outside
 the bound; a request that waits for a free pooled connection is bounded by httpx's pool timeout instead.
+
+A proxy from the environment (``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``, minus ``NO_PROXY``;
+:func:`environment_proxy`) is reached over the same backend, so the deadline holds through it too.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import ssl
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -125,18 +130,52 @@ class DeadlineTransport(httpx.HTTPTransport):
 
     Args:
         backend: The backend whose deadline every connection of this transport keeps.
+        proxy: An ``http://`` or ``https://`` proxy URL to send every request through (``None``: direct).
     """
 
-    def __init__(self, backend: DeadlineBackend) -> None:
-        """Build the pool over ``backend`` with httpx's default TLS context and limits."""
+    def __init__(self, backend: DeadlineBackend, proxy: str | None = None) -> None:
+        """Build the pool over ``backend`` with httpx's default TLS context and limits.
+
+        Raises:
+            ValueError: On a proxy that is not ``http://`` or ``https://``.
+        """
         ssl_context = httpx.create_ssl_context()
         super().__init__(verify=ssl_context)
         self._pool.close()  # the default pool never opened a connection; it is replaced, not leaked
-        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=backend,
-        )
+        limits = {"max_connections": 100, "max_keepalive_connections": 20, "keepalive_expiry": 5.0}
+        if proxy is None:
+            self._pool = httpcore.ConnectionPool(ssl_context=ssl_context, network_backend=backend, **limits)
+            return
+        url = httpx.URL(proxy)
+        if url.scheme not in ("http", "https"):
+            raise ValueError(f"proxy '{url.copy_with(username=None, password=None)}' is not http:// or https://")
+        auth = (url.username, url.password) if url.username else None
+        self._pool = httpcore.HTTPProxy(
+            proxy_url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=b"/"),
+            proxy_auth=auth, ssl_context=ssl_context, network_backend=backend, **limits)
+
+
+def environment_proxy(url: str, environ: dict[str, str] | None = None) -> str | None:
+    """The proxy the environment names for ``url`` (``<scheme>_proxy``, then ``all_proxy``; ``no_proxy`` wins).
+
+    Args:
+        url: The URL to be fetched.
+        environ: Variables to read instead of the process environment.
+
+    Returns:
+        The proxy URL, or ``None`` to connect directly.
+
+    Example:
+        >>> environment_proxy("https://api.mithril.ai", {"HTTPS_PROXY": "http://proxy:3128"})
+        'http://proxy:3128'
+        >>> environment_proxy("https://api.mithril.ai", {"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": ".mithril.ai"})
+    """
+    parts = urllib.parse.urlsplit(url)
+    if environ is None:
+        proxies = urllib.request.getproxies_environment()
+    else:
+        proxies = {key.lower()[:-6]: value for key, value in environ.items()
+                   if key.lower().endswith("_proxy") and value}
+    if not parts.hostname or urllib.request.proxy_bypass_environment(parts.hostname, proxies):
+        return None
+    return proxies.get(parts.scheme) or proxies.get("all")
