@@ -1,8 +1,8 @@
 """The ``flowc`` command line: parse options into settings, call the library, render, exit.
 
 The group is :func:`main`; each command family has its module (:mod:`.compile`, :mod:`.run`, :mod:`.keys`,
-:mod:`.pricing`) and :mod:`.common` holds the exit codes and the one error boundary. Heavy libraries are
-imported inside the commands that need them, so ``flowc --help`` and ``flowc check`` start fast.
+:mod:`.tasks`, :mod:`.pricing`) and :mod:`.common` holds the exit codes and the one error boundary. Heavy
+libraries are imported inside the commands that need them, so ``flowc --help`` and ``flowc check`` start fast.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from flowc import __version__
-from flowc.cli import compile, keys, pricing, run
+from flowc.cli import compile, keys, pricing, run, tasks
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,7 +21,8 @@ def main(debug: bool) -> None:
 
 
 for command in (compile.check, compile.build, compile.graph, compile.schema, run.launch, run.run_actor_command,
-                run.run_bridge_command, run.channels, keys.keys, pricing.pricing):
+                run.run_bridge_command, run.channels, keys.keys, pricing.pricing, tasks.submit, tasks.status,
+                tasks.cancel, tasks.logs):
     main.add_command(command)
 
 __all__ = ["main"]

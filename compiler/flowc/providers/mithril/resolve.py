@@ -59,6 +59,10 @@ class Resolver:
             raise ResolveError(f"{path} has no {', '.join(repr(m) for m in missing)} in project {project}")
         return [v if v.startswith(prefix) else rows[v] for v in values]
 
+    def ssh_keys(self, project: str, values: list[str]) -> list[str]:
+        """The ids of SSH keys given by name or id, in ``project``."""
+        return self._named("/v2/ssh-keys", project, values, "sshkey_")
+
     def resolve(self, body: dict[str, Any]) -> dict[str, Any]:
         """Return ``body`` with ids for the project, instance type, SSH keys and volumes."""
         project = self.project(body["project"])
