@@ -107,7 +107,7 @@ class SampleSource:
 
 
 class LiveSource:
-    """The Mithril API, cached for 15 minutes; every observation it returns is recorded in the store.
+    """The Mithril API, cached for 15 minutes across runs; every observation it returns is recorded in the store.
 
     The API names instance types by ``it_…`` fid; this source reports the display names of
     ``/v2/instance-types`` (falling back to the fid) and maps them back to fids for history queries. Only this
@@ -124,10 +124,11 @@ class LiveSource:
     def __init__(self, store: PriceStore, client: Any = None) -> None:
         """Build the client and the cache (imports the API package, so only when live prices are wanted)."""
         from flowc.providers.mithril.api.client import ApiClient
+        from flowc.providers.mithril.domain.answer_cache import CachedAnswers
         from flowc.providers.mithril.domain.cache import TtlCache
 
         self.store = store
-        self.client = client if client is not None else ApiClient()
+        self.client = CachedAnswers(client if client is not None else ApiClient(), store, LIVE_TTL_S)
         self.cache: Any = TtlCache(ttl_s=LIVE_TTL_S)
 
     def _types(self) -> dict[str, Any]:
@@ -160,12 +161,13 @@ class LiveSource:
         from flowc.providers.mithril.api import endpoints
 
         def load() -> list[tuple[str, Observation]]:
-            now = datetime.now(UTC)
             types = self._types()
+            answer = endpoints.spot_availability(self.client)
+            now = datetime.fromtimestamp(self.client.fetched_at, UTC)  # a kept answer keeps its own time
             rows = [(m.instance_type, Observation(types[m.instance_type].name if m.instance_type in types
                                                   else m.instance_type, m.region, now,
                                                   float(m.last_instance_price), m.capacity))
-                    for m in endpoints.spot_availability(self.client)]
+                    for m in answer]
             self.store.record(obs for _, obs in rows)
             return rows
 

@@ -9,11 +9,15 @@ The database is private to its user: it is created ``0600`` (sqlite's journal fi
 directory created ``0700``, and every open tightens an existing database file to ``0600`` and the default data
 directory to ``0700``. A directory named by ``$FLOWC_DATA_DIR`` that already exists keeps its mode, since the user
 chose it and it may be shared. A database that cannot be opened or read is a :class:`StoreError`.
+
+The store also keeps the API's recent answers (:meth:`PriceStore.keep_answer`, :meth:`PriceStore.cached_answer`),
+so the live source's 15-minute cache holds across runs, not only within one process.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import sqlite3
@@ -28,6 +32,8 @@ from flowc.diagnostics import UserError
 from flowc.providers.mithril.domain.pricing import PriceDataPoint
 from flowc.providers.mithril.times import iso_utc_micros, parse_time
 
+#: Kept answers older than this are deleted when a new one is kept.
+_ANSWER_RETENTION_S = 86_400.0
 CSV_COLUMNS = ("time", "instance_type", "region", "price", "availability")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS observations (
@@ -37,6 +43,14 @@ CREATE TABLE IF NOT EXISTS observations (
     price REAL NOT NULL,
     availability INTEGER,
     PRIMARY KEY (instance_type, region, time)
+)
+"""
+#: API answers kept for the next run (:meth:`PriceStore.cached_answer`): the cache that outlives a process.
+_ANSWERS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS answers (
+    key TEXT PRIMARY KEY,
+    time REAL NOT NULL,
+    body TEXT NOT NULL
 )
 """
 
@@ -157,6 +171,7 @@ class PriceStore:
             self._secure()
             connection = sqlite3.connect(self.path)
             connection.execute(_SCHEMA)
+            connection.execute(_ANSWERS_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the price database {self.path}: {exc}") from None
         return connection
@@ -258,3 +273,23 @@ class PriceStore:
         if before is not None and start is not None and (not points or points[0].time > start):
             points.insert(0, PriceDataPoint(start, before[1]))
         return points
+
+    def keep_answer(self, key: str, body: object, now: float) -> None:
+        """Keep an API answer (JSON-serializable) under ``key``, fetched at ``now`` (seconds since the epoch)."""
+        text = json.dumps(body, separators=(",", ":"), sort_keys=True)
+        with self._session() as connection:
+            connection.execute("INSERT OR REPLACE INTO answers VALUES (?, ?, ?)", (key, now, text))
+            connection.execute("DELETE FROM answers WHERE time < ?", (now - _ANSWER_RETENTION_S,))
+
+    def cached_answer(self, key: str, max_age_s: float, now: float) -> tuple[float, object] | None:
+        """``(fetched at, answer)`` kept under ``key`` if at most ``max_age_s`` old at ``now``, else ``None``."""
+        if not self.path.exists():
+            return None
+        with self._session() as connection:
+            row = connection.execute("SELECT time, body FROM answers WHERE key = ?", (key,)).fetchone()
+        if row is None or not 0 <= now - row[0] <= max_age_s:
+            return None
+        try:
+            return row[0], json.loads(row[1])
+        except ValueError:
+            return None
