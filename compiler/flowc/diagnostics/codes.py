@@ -82,4 +82,5 @@ CODES: dict[str, str] = {
     "FLC512": "bid region chosen without price data",
     "FLC513": "startup script too long",
     "FLC514": "bid identifiers cannot be resolved",
+    "FLC515": "topology mithril does not enforce",
 }

@@ -4,7 +4,9 @@ Region and limit price were chosen by the ``choose_offers`` pass (the task's ``o
 request body from them: project (``--project``, the document's ``mithril.project``, ``MITHRIL_PROJECT``, else
 the placeholder ``${MITHRIL_PROJECT}`` resolved at submission, FLC510), SSH keys (none is FLC511), volumes, the
 startup script (past Mithril's limit even compressed: FLC513) and the ``placement_spec`` the design translates
-the topology into. With ``--resolve`` names become ids through the API (FLC514 when one has none).
+the topology into. ``CreateBidRequest`` has no ``placement_spec``, so the explanation says which requested
+properties Mithril enforces and which it does not (FLC515 names the latter). With ``--resolve`` names become ids
+through the API (FLC514 when one has none).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def emit(plan: Plan, settings: Settings, ctx: Context) -> list[Artifact]:
     Args:
         plan: The plan, with each task's offer.
         settings: The target's settings.
-        ctx: The context (FLC510, FLC511, FLC513, FLC514; ``MITHRIL_PROJECT`` from its environment).
+        ctx: The context (FLC510, FLC511, FLC513, FLC514, FLC515; ``MITHRIL_PROJECT`` from its environment).
 
     Returns:
         Two files per task.
@@ -60,6 +62,7 @@ def _bid(plan: Plan, task: TaskPlan, settings: Settings, ctx: Context) -> tuple[
     if not task.ssh_keys:
         ctx.warn("FLC511", f"task '{task.name}' has no ssh_keys: its instances boot, but nobody can log in",
                  at=where, help="add 'ssh_keys: [sshkey_...]'")
+    explain += _enforcement(task, offer.region, ctx, where)
     script, encoding = _startup_script(plan.source, task, ctx, where)
     explain.append(f"startup script: {len(script)} characters, {encoding}")
     launch: dict[str, Any] = {"volumes": [v.volume_id or v.name for v in task.volumes],
@@ -121,6 +124,52 @@ def placement_spec(task: TaskPlan) -> dict[str, Any]:
     if topo.anti_affinity_groups:
         spec["anti_affinity_groups"] = list(topo.anti_affinity_groups)
     return spec
+
+
+def _unenforced(task: TaskPlan) -> list[str]:
+    """The topology ``task`` asks for beyond the defaults that Mithril does not enforce, as ``key: value`` each.
+
+    Mithril allocates a bid's instances together in its region and nothing more. How they sit relative to each
+    other matters only with two of them or more; ``anti_affinity_groups`` (relative to other tasks) always does.
+    The GPU link inside an instance comes with the instance type, which Mithril does enforce.
+    """
+    topo = task.topology
+    found = []
+    if task.num_instances > 1:
+        if topo.placement != "packed":
+            found.append(f"placement: {topo.placement}")
+        if topo.internode != "any":
+            found.append(f"internode: {topo.internode}")
+        if topo.min_bandwidth_gbps is not None:
+            found.append(f"min_bandwidth_gbps: {topo.min_bandwidth_gbps:g}")
+        if topo.same_zone:
+            found.append("same_zone: true")
+        if topo.same_rack:
+            found.append("same_rack: true")
+        if topo.max_distance:
+            found.append(f"max_distance: {topo.max_distance}")
+    if topo.anti_affinity_groups:
+        found.append(f"anti_affinity_groups: [{', '.join(topo.anti_affinity_groups)}]")
+    return found
+
+
+def _enforcement(task: TaskPlan, region: str, ctx: Context, where: Span) -> list[str]:
+    """Explain what Mithril enforces of the task's request and what it does not; FLC515 for the latter."""
+    count = task.num_instances
+    instances = f"{count} instances, allocated all together or not at all" if count > 1 else "1 instance"
+    enforced = [f"region {region}", instances]
+    if task.topology.intranode != "any":
+        enforced.append(f"intranode {task.topology.intranode} (it comes with the instance type)")
+    lines = ["mithril enforces: " + "; ".join(enforced)]
+    ignored = _unenforced(task)
+    if ignored:
+        lines.append(f"mithril does not enforce: {'; '.join(ignored)} (sent in placement_spec, which its "
+                     "CreateBidRequest does not define)")
+        listed = ", ".join(f"'{item}'" for item in ignored)
+        ctx.warn("FLC515", f"mithril does not enforce the topology task '{task.name}' asks for: {listed}", at=where,
+                 help=f"mithril enforces the region and {instances}; for enforced placement, run the task "
+                 "from the kubernetes output")
+    return lines
 
 
 def _startup_script(source: str, task: TaskPlan, ctx: Context, where: Span) -> tuple[str, str]:
