@@ -1,8 +1,11 @@
 """A small, safe HTTP client for the Mithril REST API: auth, retries with backoff, a circuit breaker, clear errors.
 
-:class:`ApiClient` is the only place flowc talks HTTP to Mithril. GETs are retried on 429 (honouring
-``Retry-After``), 5xx and transport errors, with exponential backoff and jitter; after ``breaker_threshold``
-consecutive failures the client fails fast with :class:`~.errors.CircuitOpen` for ``breaker_reset_s`` seconds.
+:class:`ApiClient` is the only place flowc talks HTTP to Mithril; every request goes through
+:meth:`ApiClient.send_json`. GET, PATCH and DELETE are retried on 429 (honouring ``Retry-After``), 5xx and transport
+errors, with exponential backoff and jitter. A POST creates something, so it is retried only when the server cannot
+have processed it (429, or no connection made), with the same ``Idempotency-Key``; any other failure of a write
+after it was sent raises at once with ``outcome_unknown`` set. After ``breaker_threshold`` consecutive failures the
+client fails fast with :class:`~.errors.CircuitOpen` for ``breaker_reset_s`` seconds.
 
 Deadlines: ``timeout`` bounds each socket operation, ``deadline_s`` one attempt from connect to the last body byte,
 and ``total_deadline_s`` the whole call with its retries and backoff waits; a server that trickles its answer
@@ -11,17 +14,21 @@ read up to :data:`MAX_BODY_BYTES` and decoded by :func:`.body.decode_json`, so a
 depth ends in a :class:`~.errors.MithrilApiError`.
 
 The API key never appears in a message, a repr or a log line, in any encoding a server echoes it in
-(:mod:`.redact`), and a successful answer that carries the key is refused, so nothing downstream stores it.
+(:mod:`.redact`), and a successful answer that carries the key is refused, so nothing downstream stores it. Log
+lines name the method, path and status only: never a header, a query or a request body (a bid's startup script).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -30,16 +37,13 @@ from flowc import __version__
 from flowc.providers.mithril.api.body import BodyError, decode_json, walk_strings
 from flowc.providers.mithril.api.deadline import DeadlineBackend, DeadlineTransport, environment_proxy
 from flowc.providers.mithril.api.errors import (
-    KEY_HELP,
-    AuthError,
     CircuitOpen,
     MalformedResponse,
     MithrilApiError,
     NetworkError,
-    NotFound,
     RateLimited,
     ServerError,
-    ValidationFailed,
+    error_for_status,
     format_detail,
 )
 from flowc.providers.mithril.api.redact import REDACTED, Redactor
@@ -50,6 +54,16 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 """Largest successful body read; the documented answers are a few hundred KiB at most."""
 MAX_ERROR_BODY_BYTES = 64 * 1024
 """How much of an error answer is read for its detail; the rest is ignored."""
+METHODS = ("GET", "POST", "PATCH", "DELETE")
+MAY_HAVE_APPLIED = "; the server may have applied it"
+UNKNOWN_OUTCOME_HELP = (
+    "check whether it took effect (list the bids or volumes) before sending it again; "
+    "a create sent again with the same idempotency key is not applied twice"
+)
+
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol, httpx.ProxyError)
+"""Transport errors raised before any byte of the request left: the server cannot have seen the request."""
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 __all__ = ["REDACTED", "ApiClient", "CircuitBreaker"]
 
@@ -122,9 +136,10 @@ class ApiClient:
             and a 401 explains how to set it.
         timeout: Seconds per socket operation (connect, each read, each write, pool wait).
         deadline_s: Seconds one attempt may take in all, from connect to the last body byte.
-        total_deadline_s: Seconds :meth:`get_json` may take in all, retries and backoff waits included; a retry
+        total_deadline_s: Seconds :meth:`send_json` may take in all, retries and backoff waits included; a retry
             whose wait would end past it is not made.
-        retries: Extra attempts after the first for retryable failures (429, 5xx, transport errors).
+        retries: Extra attempts after the first for retryable failures (429, 5xx, transport errors; a POST only on
+            429 and connection failures).
         backoff_s: Base delay; attempt ``n`` waits ``backoff_s * 2**n`` plus up to 50 % jitter.
         transport: An httpx transport, for tests or proxies. Without one, a :class:`.deadline.DeadlineTransport`
             holds every socket operation to the deadlines; a transport of your own gets the deadlines checked
@@ -207,26 +222,61 @@ class ApiClient:
     def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         """GET ``path`` and return the decoded JSON body, retrying transient failures.
 
+        The same as ``send_json("GET", path, params=params)``; see :meth:`send_json` for the errors.
+
         Args:
             path: Path under the base URL, e.g. ``/v2/spot/availability``.
             params: Query parameters; ``None`` values are dropped.
 
         Returns:
-            The decoded JSON value (list, dict, ...).
+            The decoded JSON value (list, dict, ...), or ``None`` for 204 or an empty body.
+        """
+        return self.send_json("GET", path, params=params)
+
+    def send_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        """Send one request with an optional JSON body and return the decoded JSON answer.
+
+        GET, PATCH and DELETE are retried on 429, 5xx and transport errors. A POST is retried only when the server
+        cannot have processed it, on 429 and on a failure to connect, and then with the same ``Idempotency-Key``;
+        after a timeout, a dropped connection or a 5xx it raises at once, since only the caller can tell whether
+        sending it again is safe. An error of a write that may have been applied says so and has
+        ``outcome_unknown`` set.
+
+        Args:
+            method: ``GET``, ``POST``, ``PATCH`` or ``DELETE`` (any case).
+            path: Path under the base URL, e.g. ``/v2/spot/bids``.
+            params: Query parameters; ``None`` values are dropped, a list value is sent once per item.
+            body: A JSON value sent as ``application/json``; ``None`` sends no body.
+            idempotency_key: Sent as the ``Idempotency-Key`` header: 1 to 255 printable ASCII characters.
+
+        Returns:
+            The decoded JSON value, or ``None`` for 204 or an empty body.
 
         Raises:
-            AuthError: 401 or 403.
+            AuthError: 401 or 403; :class:`~.errors.QuotaExceeded` when a 403 is about quota.
             NotFound: 404.
-            ValidationFailed: 422, with the API's ``detail``.
+            Conflict: 409.
+            ValidationFailed: 422, with the API's ``detail``; :class:`~.errors.PriceTooLow` when it is about price.
             RateLimited: 429 after every retry, or a ``Retry-After`` longer than a minute.
-            ServerError: 5xx after every retry.
-            NetworkError: no complete response (connection error, timeout, deadline passed) after every retry.
+            ServerError: 5xx after every retry (at once for a POST, with ``outcome_unknown``).
+            NetworkError: no complete response (connection error, timeout, deadline passed) after every retry;
+                ``outcome_unknown`` when a write was sent before it failed.
             MalformedResponse: a 2xx body that is not JSON within :func:`.body.decode_json`'s limits, is larger
                 than :data:`MAX_BODY_BYTES`, or carries the API key.
             CircuitOpen: the breaker is open after too many consecutive failures.
             MithrilApiError: any other non-2xx status.
+            ValueError: an unknown method, a ``body`` that is not JSON (``NaN`` included) or an unusable
+                ``idempotency_key``: a bug of the caller, not of the environment.
         """
-        query = {k: v for k, v in (params or {}).items() if v is not None}
+        request = _Request.build(method, path, params, body, idempotency_key)
         last: MithrilApiError | None = None
         give_up_at = time.monotonic() + self.total_deadline_s
         for attempt in range(self.retries + 1):
@@ -234,20 +284,28 @@ class ApiClient:
                 raise CircuitOpen(
                     f"mithril api circuit open after {self.breaker.threshold} consecutive failures",
                     help=f"retry in {self.breaker.seconds_left():.0f}s; check your network and the mithril status",
+                    outcome_unknown=last is not None and last.outcome_unknown,
                 ) from last
             try:
-                return self._attempt(path, query, min(give_up_at, time.monotonic() + self.deadline_s))
+                return self._attempt(request, min(give_up_at, time.monotonic() + self.deadline_s))
             except MithrilApiError as error:
-                delay = self._retry_delay(error, attempt)
+                delay = self._retry_delay(request, error, attempt)
                 if delay is None or attempt == self.retries or time.monotonic() + delay >= give_up_at:
+                    if last is not None and last.outcome_unknown and not error.outcome_unknown:
+                        error.outcome_unknown = True  # the earlier attempt's fate still stands
+                        error.message += "; an earlier attempt may have been applied"
+                        error.args = (error.message,)
                     raise
                 last = error
-            log.debug("GET %s failed (%s); retry %d/%d in %.2fs", path, last.message, attempt + 1, self.retries, delay)
+            log.debug("%s %s failed (%s, status %s); retry %d/%d in %.2fs", request.method, request.path,
+                      type(last).__name__, last.status, attempt + 1, self.retries, delay)
             self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _retry_delay(self, error: MithrilApiError, attempt: int) -> float | None:
-        """Return the wait before retrying after ``error``, or ``None`` when it is not worth retrying."""
+    def _retry_delay(self, request: _Request, error: MithrilApiError, attempt: int) -> float | None:
+        """Return the wait before retrying after ``error``, or ``None`` when it is not worth or not safe to retry."""
+        if request.method == "POST" and (error.outcome_unknown or isinstance(error, ServerError)):
+            return None  # the server may have processed it: sending it again could create a second resource
         if isinstance(error, RateLimited) and error.retry_after is not None:
             return error.retry_after if error.retry_after <= MAX_RETRY_AFTER_S else None
         if isinstance(error, NetworkError | ServerError | RateLimited):
@@ -255,101 +313,99 @@ class ApiClient:
             return base + random.uniform(0, base / 2)
         return None
 
-    def _attempt(self, path: str, query: Mapping[str, Any], deadline: float) -> Any:
-        """Send one GET that ends by ``deadline`` (a ``time.monotonic()`` value) and return the decoded body."""
+    def _attempt(self, request: _Request, deadline: float) -> Any:
+        """Send ``request`` once, ending by ``deadline`` (a ``time.monotonic()`` value); return the decoded body."""
+        label = request.label
         try:
-            with self._backend.until(deadline), self._http.stream("GET", path, params=query) as response:
+            with self._backend.until(deadline), self._http.stream(
+                request.method, request.path, params=request.query, content=request.content, headers=request.headers
+            ) as response:
                 status = response.status_code
+                log.debug("%s %s answered %d", request.method, request.path, status)
                 limit = MAX_BODY_BYTES if status < 400 else MAX_ERROR_BODY_BYTES
                 raw = _read_body(response, limit, deadline)
         except httpx.TimeoutException as exc:
             self.breaker.record_failure()
-            raise self._timed_out(path, type(exc).__name__) from None
+            raise self._timed_out(request, type(exc).__name__, sent=not isinstance(exc, _NOT_SENT)) from None
         except httpx.TransportError as exc:
             self.breaker.record_failure()
-            raise NetworkError(
-                f"cannot reach mithril api at {self.base_url}: {self._clean(str(exc)) or type(exc).__name__}",
-                help="check your network, or MITHRIL_API_URL if you set it",
-            ) from None
+            raise self._unreachable(request, exc) from None
         except _DeadlinePassed:
             self.breaker.record_failure()
-            raise self._timed_out(path, "deadline") from None
+            raise self._timed_out(request, "deadline", sent=True) from None
         except _Unreadable as exc:
             if status < 400:
                 raise MalformedResponse(
-                    f"mithril api sent {exc} on GET {path}",
+                    f"mithril api sent {exc} on {label}{_applied(request, status)}",
                     status=status,
                     help="check MITHRIL_API_URL points at the api, not a file server or proxy",
                 ) from None
             raw = None  # an error answer is judged by its status; its detail is only a hint
         if status >= 500:
             self.breaker.record_failure()
-            raise ServerError(
-                f"mithril api answered {status} on GET {path}{self._body_hint(raw)}",
-                status=status,
-                help="the service may be degraded; retry later",
-            )
+            if request.is_write:
+                raise ServerError(f"mithril api answered {status} on {label}{self._body_hint(raw)}{MAY_HAVE_APPLIED}",
+                                  status=status, help=UNKNOWN_OUTCOME_HELP, outcome_unknown=True)
+            raise ServerError(f"mithril api answered {status} on {label}{self._body_hint(raw)}", status=status,
+                              help="the service may be degraded; retry later")
         self.breaker.record_success()
         if status == 429:
             retry_after = _parse_retry_after(response.headers.get("Retry-After"))
             waited = f"; server asked to wait {retry_after:.0f}s" if retry_after else ""
             raise RateLimited(
-                f"mithril api rate limit hit on GET {path}{waited}",
+                f"mithril api rate limit hit on {label}{waited}",
                 status=status,
                 help="wait a minute and retry; avoid running many flowc commands in parallel",
                 retry_after=retry_after,
             )
         if status >= 400:
-            raise self._client_error(path, status, raw)
+            body = _json_or_none(raw)
+            detail = body.get("detail") if isinstance(body, dict) else body
+            summary = self._detail(body, raw)
+            raise error_for_status(request.method, request.path, status, self._redactor.value(detail), summary,
+                                   has_key=self._api_key is not None)
         if status == 204 or not raw:
             return None
         try:
             body = decode_json(raw)
         except BodyError as exc:
             raise MalformedResponse(
-                f"mithril api sent a body that is not usable json on GET {path}: {exc}{self._body_hint(raw)}",
+                f"mithril api sent a body that is not usable json on {label}: {exc}{self._body_hint(raw)}"
+                f"{_applied(request, status)}",
                 status=status,
                 help="check MITHRIL_API_URL points at the api, not a web page or proxy",
             ) from None
         if self._api_key and any(self._redactor.carries(text) for text in walk_strings(body)):
             raise MalformedResponse(
-                f"mithril api echoed the api key in its answer on GET {path}; nothing of it was used or stored",
+                f"mithril api echoed the api key in its answer on {label}; nothing of it was used or stored"
+                f"{_applied(request, status)}",
                 status=status,
                 help="report this to mithril support; if a proxy sits between, check it",
             )
         return body
 
-    def _timed_out(self, path: str, why: str) -> NetworkError:
+    def _timed_out(self, request: _Request, why: str, *, sent: bool) -> NetworkError:
+        unknown = sent and request.is_write
         return NetworkError(
-            f"mithril api timed out on GET {path} ({why}; each attempt has {self.deadline_s:g}s, "
-            f"the call {self.total_deadline_s:g}s in all)",
-            help="check your network, or retry later",
+            f"mithril api timed out on {request.label} ({why}; each attempt has {self.deadline_s:g}s, "
+            f"the call {self.total_deadline_s:g}s in all){MAY_HAVE_APPLIED if unknown else ''}",
+            help=UNKNOWN_OUTCOME_HELP if unknown else "check your network, or retry later",
+            outcome_unknown=unknown,
         )
 
-    def _client_error(self, path: str, status: int, raw: bytes | None) -> MithrilApiError:
-        body = _json_or_none(raw)
-        detail = self._detail(body, raw)
-        if status == 401:
-            help_text = KEY_HELP if not self._api_key else "the key was rejected; check it is current, or " + KEY_HELP
-            return AuthError(f"mithril api rejected the credentials on GET {path}", status=status, help=help_text)
-        if status == 403:
-            return AuthError(
-                f"mithril api denied access on GET {path}{_suffix(detail)}",
-                status=status,
-                help="check that the key's user belongs to the project and has quota; " + KEY_HELP,
+    def _unreachable(self, request: _Request, exc: httpx.TransportError) -> NetworkError:
+        reason = self._clean(str(exc)) or type(exc).__name__
+        if request.is_write and not isinstance(exc, _NOT_SENT):
+            return NetworkError(
+                f"mithril api dropped the connection on {request.label} after it was sent ({reason})"
+                f"{MAY_HAVE_APPLIED}",
+                help=UNKNOWN_OUTCOME_HELP,
+                outcome_unknown=True,
             )
-        if status == 404:
-            return NotFound(f"mithril api has no {path}{_suffix(detail)}", status=status,
-                            help="check the instance type, region or id; list them with the api")
-        if status == 422:
-            raw_detail = body.get("detail") if isinstance(body, dict) else body
-            return ValidationFailed(
-                f"mithril api rejected the request GET {path}{_suffix(detail)}",
-                status=status,
-                help="check the parameters named above",
-                detail=self._redactor.value(raw_detail),
-            )
-        return MithrilApiError(f"mithril api answered {status} on GET {path}{_suffix(detail)}", status=status)
+        return NetworkError(
+            f"cannot reach mithril api at {self.base_url}: {reason}",
+            help="check your network, or MITHRIL_API_URL if you set it",
+        )
 
     def _detail(self, body: Any, raw: bytes | None) -> str:
         if isinstance(body, dict) and "detail" in body:
@@ -363,6 +419,57 @@ class ApiClient:
     def _clean(self, text: str) -> str:
         """Redact the key, then escape control characters so a server cannot drive the terminal."""
         return "".join(c if c.isprintable() else repr(c)[1:-1] for c in self._redactor.text(text))
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One request as every attempt sends it: the body is encoded once, so a retry sends the same bytes."""
+
+    method: str
+    path: str
+    query: dict[str, Any]
+    content: bytes | None
+    headers: dict[str, str]
+
+    @classmethod
+    def build(
+        cls, method: str, path: str, params: Mapping[str, Any] | None, body: Any, idempotency_key: str | None
+    ) -> _Request:
+        """Check the method and key, drop ``None`` parameters and encode ``body`` as compact JSON.
+
+        Raises:
+            ValueError: An unknown method, a body that is not JSON, or a key that is not 1 to 255 printable ASCII
+                characters (a header value must not carry a line break).
+        """
+        method = method.upper()
+        if method not in METHODS:
+            raise ValueError(f"unsupported method {method!r}; use one of {', '.join(METHODS)}")
+        headers: dict[str, str] = {}
+        content = None
+        if body is not None:
+            content = json.dumps(body, separators=(",", ":"), allow_nan=False).encode("ascii")
+            headers["Content-Type"] = "application/json"
+        if idempotency_key is not None:
+            if not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+                raise ValueError("an idempotency key must be 1 to 255 printable ascii characters without spaces")
+            headers["Idempotency-Key"] = idempotency_key
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        return cls(method, path, query, content, headers)
+
+    @property
+    def label(self) -> str:
+        """``METHOD /path``, as messages name the request (never the query or the body)."""
+        return f"{self.method} {self.path}"
+
+    @property
+    def is_write(self) -> bool:
+        """Whether the request may change state on the server."""
+        return self.method != "GET"
+
+
+def _applied(request: _Request, status: int) -> str:
+    """Say that a write answered 2xx was applied although its answer is unusable (empty for a GET)."""
+    return f" (it answered {status}: the {request.method} was applied)" if request.is_write else ""
 
 
 class _DeadlinePassed(Exception):

@@ -7,13 +7,18 @@ no caller parses money. Unknown fields are ignored, so additive API changes do n
 Nothing a server sends is trusted beyond these types: prices are finite and non-negative, counts and cents are
 bounded integers (:data:`MAX_COUNT`), names are short printable strings, and times are representable in UTC, so a
 hostile value fails validation here instead of overflowing later in arithmetic, sqlite or a terminal.
+:func:`validate_body` and :func:`validate_rows` turn a body into models, or into
+:class:`~.errors.MalformedResponse`, never a pydantic error.
+
+The write side (bids, instances, volumes, SSH keys) keeps what a caller sends back unchanged: a bid's
+``limit_price`` stays the API's dollar string, with its float in :attr:`BidModel.limit_price_dollars`.
 """
 
 from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -23,10 +28,13 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    TypeAdapter,
+    ValidationError,
     field_validator,
     model_validator,
 )
 
+from flowc.providers.mithril.api.errors import MalformedResponse
 from flowc.providers.mithril.times import as_utc
 
 
@@ -111,6 +119,22 @@ Dollars = Annotated[float, BeforeValidator(parse_dollars)]
 
 OptionalDollars = Annotated[float | None, BeforeValidator(parse_dollars)]
 """Like :data:`Dollars`, but ``null`` and ``""`` become ``None``."""
+
+
+def _dollar_string(value: str) -> str:
+    """Return ``value`` when :func:`parse_dollars` reads an amount from it; raise ``ValueError`` otherwise."""
+    if parse_dollars(value) is None:
+        raise ValueError(f"not a dollar amount: {_short(value)}")
+    return value
+
+
+DollarString = Annotated[str, StringConstraints(max_length=40), AfterValidator(_dollar_string)]
+"""A dollar amount kept as the API wrote it (``"$24.00"``), so it can be sent back unchanged."""
+
+PublicKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=16_384, pattern=r"\A[^\x00-\x09\x0b-\x1f\x7f]+\z")
+]
+"""An OpenSSH public key: longer than a :data:`Name` allows, free of control characters but a line break."""
 
 
 class _Model(BaseModel):
@@ -303,3 +327,147 @@ class CurrentPricingModel(_Model):
     def dynamic_win_price(self) -> float | None:
         """Bid that would win now, dollars per instance-hour."""
         return cents_to_dollars(self.dynamic_win_price_cents)
+
+
+class BidModel(_Model):
+    """A spot bid as ``POST``, ``GET`` and ``PATCH /v2/spot/bids`` return it.
+
+    ``limit_price`` is the API's dollar string per instance-hour, kept verbatim; :attr:`limit_price_dollars` is
+    its float. ``launch_specification`` is echoed back raw: it holds the startup script, which anyone in the
+    project can read, so nothing secret belongs in it.
+
+    Example:
+        >>> bid = BidModel.model_validate({"fid": "bid_1", "name": "train-3fa9c1", "project": "proj_1",
+        ...     "created_at": "2025-09-14T17:02:11Z", "limit_price": "$24.00", "instance_quantity": 2,
+        ...     "instance_type": "it_1", "region": None, "instances": [], "status": "Open"})
+        >>> bid.limit_price, bid.limit_price_dollars, bid.created_at.isoformat()
+        ('$24.00', 24.0, '2025-09-14T17:02:11+00:00')
+    """
+
+    fid: Name
+    name: Name
+    project: Name
+    created_by: Name | None = None
+    created_at: UtcTime
+    deactivated_at: UtcTime | None = None
+    limit_price: DollarString
+    instance_quantity: Count
+    instance_type: Name
+    region: Name | None = None
+    instances: list[Name] = Field(default_factory=list)
+    launch_specification: dict[str, Any] = Field(default_factory=dict)
+    status: Name
+
+    @property
+    def limit_price_dollars(self) -> float:
+        """The limit price in float dollars per instance-hour."""
+        return parse_dollars(self.limit_price) or 0.0
+
+
+class InstanceModel(_Model):
+    """One row of ``GET /v2/instances``: a machine of a bid (or a reservation).
+
+    ``ssh_destination`` (a host or IP, possibly ``host:port``) is ``None`` until the instance can be reached.
+
+    Example:
+        >>> InstanceModel.model_validate({"fid": "inst_1", "bid": "bid_1", "status": "STATUS_RUNNING",
+        ...     "ssh_destination": "203.0.113.7", "private_ip": "10.0.0.2"}).ssh_destination
+        '203.0.113.7'
+    """
+
+    fid: Name
+    name: Name | None = None
+    project: Name | None = None
+    created_at: UtcTime | None = None
+    instance_type: Name | None = None
+    region: Name | None = None
+    bid: Name | None = None
+    status: Name
+    ssh_destination: Name | None = None
+    private_ip: Name | None = None
+
+
+class VolumeModel(_Model):
+    """One volume of ``GET`` or ``POST /v2/volumes``; ``interface`` is ``Block`` or ``File``.
+
+    Example:
+        >>> VolumeModel.model_validate({"fid": "vol_1", "name": "data", "region": "us-central2-a",
+        ...     "capacity_gb": 500, "interface": "Block", "bids": ["bid_1"]}).capacity_gb
+        500
+    """
+
+    fid: Name = Field(validation_alias=AliasChoices("fid", "id"))
+    name: Name
+    region: Name
+    capacity_gb: Count
+    interface: Name = Field(validation_alias=AliasChoices("interface", "disk_interface"))
+    project: Name | None = None
+    created_at: UtcTime | None = None
+    deleted_at: UtcTime | None = None
+    bids: list[Name] = Field(default_factory=list)
+
+
+class SshKeyModel(_Model):
+    """One key of ``GET /v2/ssh-keys``; keys marked ``required`` are added to every launch by the API.
+
+    Example:
+        >>> SshKeyModel.model_validate({"fid": "sshkey_1", "name": "laptop", "public_key": "ssh-ed25519 AAAA"})
+        SshKeyModel(fid='sshkey_1', name='laptop', project=None, public_key='ssh-ed25519 AAAA', required=False)
+    """
+
+    fid: Name = Field(validation_alias=AliasChoices("fid", "id"))
+    name: Name
+    project: Name | None = None
+    public_key: PublicKey | None = None
+    required: bool = False
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate_body(model: type[M], body: Any, *, where: str, help: str | None = None) -> M:
+    """Validate one decoded body into ``model``.
+
+    Args:
+        model: The model class.
+        body: The decoded JSON value.
+        where: The request, as messages name it: ``"POST /v2/spot/bids"``.
+        help: The error's help line; a default one says flowc may be older than the API.
+
+    Returns:
+        The model.
+
+    Raises:
+        MalformedResponse: The body does not have the model's shape.
+    """
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise _malformed(where, exc, help) from None
+
+
+def validate_rows(model: type[M], rows: Any, *, where: str) -> list[M]:
+    """Validate a decoded list into models of ``model``, like :func:`validate_body`.
+
+    Raises:
+        MalformedResponse: ``rows`` is not a list, or a row does not have the model's shape.
+    """
+    try:
+        return TypeAdapter(list[model]).validate_python(rows)  # type: ignore[valid-type]
+    except ValidationError as exc:
+        raise _malformed(where, exc, None) from None
+
+
+def _malformed(where: str, exc: ValidationError, help: str | None) -> MalformedResponse:
+    """Name the first invalid field and why, cut short, with control characters escaped.
+
+    The location holds the server's own object keys, so it is not trusted to be short or printable.
+    """
+    err = exc.errors(include_url=False, include_input=False)[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "body"
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in f"{loc}: {err['msg'].lower()}")
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return MalformedResponse(
+        f"mithril api sent an unexpected shape on {where}: {text}",
+        help=help or "flowc may be older than the api; upgrade flowc, or report the payload",
+    )
