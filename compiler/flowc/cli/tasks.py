@@ -314,9 +314,10 @@ def cancel(origin: str, tasks: tuple[str, ...], project: str | None, yes: bool) 
 @click.option("--tail", type=click.IntRange(min=0), help="Only the last N lines.")
 @click.option("--user", default="ubuntu", show_default=True, help="SSH user on the instance.")
 @click.option("-i", "--identity", type=click.Path(exists=True, dir_okay=False), help="SSH private key.")
+@click.option("--known-hosts", type=click.Path(dir_okay=False), help="SSH known-hosts file (default: ssh's own).")
 @guard
 def logs(origin: str, task: str, project: str | None, instance: int, follow: bool, tail: int | None, user: str,
-         identity: str | None) -> int:
+         identity: str | None, known_hosts: str | None) -> int:
     """Print a task's output from one of its instances, over SSH."""
     from flowc.emit.mithril.script import log_path
     from flowc.providers.mithril.domain.logs import LogService
@@ -325,7 +326,7 @@ def logs(origin: str, task: str, project: str | None, instance: int, follow: boo
         compute, _built, project_id = _connect(project, origin, (task,))
     except _api_errors() as error:
         return _fail(error)
-    compute.logs = LogService(user=user, identity_file=identity)
+    compute.logs = LogService(user=user, identity_file=identity, known_hosts=known_hosts)
     with compute.client:
         try:
             if not follow:

@@ -10,6 +10,7 @@ Prices are per instance-hour as the API quotes them; per GPU-hour divides by the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
@@ -183,8 +184,12 @@ class MithrilCompute:
     def from_config(cls, api_key: str | None = None, base_url: str | None = None, **services: Any) -> MithrilCompute:
         """Build the API client (``MITHRIL_API_KEY``, ``MITHRIL_API_URL`` by default) and the services.
 
+        ``MITHRIL_API_DEADLINE_S`` sets how long one request may take in all (default 20 s; a slow link may need
+        more).
+
         Raises:
             AuthError: No API key is set.
+            UserError: ``MITHRIL_API_DEADLINE_S`` is not a positive number.
         """
         import os
 
@@ -195,7 +200,17 @@ class MithrilCompute:
         if not key:
             raise AuthError("no Mithril API key", help="export MITHRIL_API_KEY=fkey_... (create one at "
                             "app.mithril.ai/account/apikeys)")
-        return cls(ApiClient(base_url, key), **services)
+        from flowc.diagnostics import UserError
+
+        text = os.environ.get("MITHRIL_API_DEADLINE_S") or "20"
+        try:
+            deadline = float(text)
+        except ValueError:
+            deadline = math.nan
+        if not 0 < deadline < 86_400:
+            raise UserError(f"MITHRIL_API_DEADLINE_S must be a number of seconds below a day, not {text[:20]!r}")
+        return cls(ApiClient(base_url, key, deadline_s=deadline, total_deadline_s=max(30.0, deadline * 1.5)),
+                   **services)
 
     def close(self) -> None:
         """Close the API client."""
