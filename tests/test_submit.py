@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from flowc.cli import main
-
 from fake_mithril import FakeMithril
+from flowc.cli import main
 
 JOB = """\
 mithril: {{project: ml-team}}
