@@ -324,3 +324,33 @@ def test_bad_tail(tail: object) -> None:
 def test_bad_settings(settings: dict[str, object]) -> None:
     with pytest.raises(LogError):
         LogService(**settings)  # type: ignore[arg-type]
+
+
+def test_flowc_logs_reads_a_submitted_tasks_output(server: Server, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from flowc.cli import main
+
+    from fake_mithril import FakeMithril
+
+    document = tmp_path / "job.yaml"
+    document.write_text("mithril: {project: ml-team}\ntasks:\n  eval:\n    instance_type: a100\n"
+                        "    region: us-central1-b\n    max_price_per_hour: 2\n    command: python eval.py\n"
+                        "    ssh_keys: [alice-laptop]\n")
+    (server.logs / "eval.log").write_text("".join(f"step {i}\n" for i in range(5)))
+    monkeypatch.setattr("flowc.emit.mithril.script.LOG_DIR", str(server.logs))
+    with FakeMithril() as fake:
+        monkeypatch.setenv("MITHRIL_API_URL", fake.url)
+        monkeypatch.setenv("MITHRIL_API_KEY", fake.key)
+        runner = CliRunner()
+        ssh = ["--user", getpass.getuser(), "-i", str(server.client_key), "--known-hosts", str(server.known_hosts)]
+        early = runner.invoke(main, ["logs", str(document), "--task", "eval", *ssh])
+        assert early.exit_code == 1 and "has no instances yet" in early.output
+        assert runner.invoke(main, ["submit", str(document), "--yes"]).exit_code == 0
+        fake.run(ssh_destination=server.destination)
+        result = runner.invoke(main, ["logs", str(document), "--task", "eval", "--tail", "2", *ssh])
+        assert result.exit_code == 0, result.output
+        assert result.output == "step 3\nstep 4\n"
+        missing = runner.invoke(main, ["logs", str(document), "--task", "eval", "--instance", "1", *ssh])
+        assert missing.exit_code == 1 and "there is no instance 1" in missing.output

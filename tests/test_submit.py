@@ -134,6 +134,9 @@ def test_cancel_twice_is_success(fake: FakeMithril, tmp_path: Path) -> None:
     assert code == 0 and out.count("cancelled bid") == 2 and fake.live_bids() == []
     code, out = flowc("cancel", source, "--yes")
     assert code == 0 and out.count("already gone") == 2
+    cancelled = {b["fid"] for b in fake.bids.values()}
+    assert flowc("submit", source, "--yes")[0] == 0, "the same bids again after a cancel are new bids"
+    assert len(fake.live_bids()) == 2 and not {b["fid"] for b in fake.live_bids()} & cancelled
 
 
 def test_status_shows_states_instances_and_prices(fake: FakeMithril, tmp_path: Path) -> None:

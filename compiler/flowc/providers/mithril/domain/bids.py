@@ -1,7 +1,8 @@
 """Bids on Mithril's spot market: find a task's live bid, create one exactly once, reprice, cancel.
 
-A create carries an ``Idempotency-Key`` derived from the project, the name and the body, so a resubmission of
-the same build is recognised by the API. The API's OpenAPI file does not declare that header, so flowc does not
+A create carries an ``Idempotency-Key`` derived from the project, the name, the body and the bids of that name
+the project already had, so a retried create is recognised by the API while a bid created again after a
+cancel is a new one. The API's OpenAPI file does not declare that header, so flowc does not
 rely on it alone: after a create whose outcome is unknown (a timeout, a dropped connection or a 5xx after the
 request went out), it lists the project's bids of that name before it tries again, and adopts the bid it finds.
 """
@@ -76,7 +77,11 @@ class BidService:
         Raises:
             MithrilApiError: The API refused the bid, or it could not be created and none was found.
         """
-        key = compute.idempotency_key(body["project"], body["name"], body)
+        # The key names this create, not only the body: after a bid of the same name and body was cancelled,
+        # creating it again is a new request (an API that remembers keys would answer with the cancelled bid).
+        earlier = sorted(b.fid for b in compute.list_bids(self.client, body["project"], name=body["name"])
+                         if b.name == body["name"])
+        key = compute.idempotency_key(body["project"], body["name"], body, ",".join(earlier))
         for attempt in range(CREATE_ATTEMPTS):
             try:
                 return compute.create_bid(self.client, body, key)
