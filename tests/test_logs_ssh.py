@@ -330,9 +330,8 @@ def test_flowc_logs_reads_a_submitted_tasks_output(server: Server, tmp_path: Pat
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
-    from flowc.cli import main
-
     from fake_mithril import FakeMithril
+    from flowc.cli import main
 
     document = tmp_path / "job.yaml"
     document.write_text("mithril: {project: ml-team}\ntasks:\n  eval:\n    instance_type: a100\n"

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from fake_mithril import FakeMithril
 from flowc.model.options import BuildOptions
 from flowc.pipeline import compile_source
 from flowc.providers.mithril.api.client import ApiClient
@@ -20,8 +21,6 @@ from flowc.providers.mithril.api.errors import MithrilApiError
 from flowc.providers.mithril.domain.submission import BuiltBid
 from flowc.providers.mithril.domain.submit import SubmitFailed
 from flowc.providers.mithril.provider import MithrilCompute
-
-from fake_mithril import FakeMithril
 
 TASKS = ("train", "eval")
 DOCUMENT = """\
