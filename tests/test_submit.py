@@ -67,7 +67,14 @@ def test_dry_run_shows_the_plan_and_sends_nothing(fake: FakeMithril, tmp_path: P
     code, out = flowc("submit", document(tmp_path), "--dry-run")
     assert code == 0, out
     assert "create" in out and "$48.00" in out and "creates volumes: scratch" in out and "nothing was sent" in out
+    assert "$11.20, 6 free" in out, "the market next to each bid"
     assert writes(fake) == []
+
+
+def test_a_bid_that_would_wait_says_why(fake: FakeMithril, tmp_path: Path) -> None:
+    code, out = flowc("submit", document(tmp_path, price=9), "--dry-run")
+    assert code == 0
+    assert "train: the market is at $11.20/hour in us-central2-a, above its limit $9.00" in out
 
 
 def test_submitting_twice_makes_one_bid_per_task_and_one_volume(fake: FakeMithril, tmp_path: Path) -> None:

@@ -83,9 +83,10 @@ def submit(origin: str, tasks: tuple[str, ...], project: str | None, dry_run: bo
         try:
             wanted = [compute.prepare(bid, project_id) for bid in built.bids]
             actions = compute.plan_submission(wanted, project_id, replace)
+            market = compute.market()
         except _api_errors() as error:
             return _fail(error)
-        _show_plan(actions)
+        _show_plan(actions, market)
         refused = [a for a in actions if a.kind == "refuse"]
         if refused:
             for action in refused:
@@ -132,21 +133,44 @@ def _loc(error: Exception) -> list[Any]:
     return []
 
 
-def _show_plan(actions: list[Any]) -> None:
+def _show_plan(actions: list[Any], market: dict[tuple[str, str], tuple[float, int]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title="submission", title_justify="left")
-    for column in ("task", "action", "bid", "instances", "limit/hour", "max/hour", "changes"):
+    for column in ("task", "action", "bid", "instances", "limit/hour", "max/hour", "market", "changes"):
         table.add_column(column, justify="right" if "hour" in column or column == "instances" else "left")
+    warnings = []
     for action in actions:
         wanted = action.wanted
+        body = wanted.body
+        notes = list(action.changes)
+        if wanted.volumes_to_create:
+            notes.append("creates volumes: " + ", ".join(v.name for v in wanted.volumes_to_create))
+        price, free = market.get((body["instance_type"], body["region"]), (None, 0))
         table.add_row(wanted.task, action.kind, action.live.fid if action.live is not None else "-",
-                      str(wanted.body["instance_quantity"]), _money(wanted.limit_price), _money(wanted.per_hour),
-                      "; ".join(action.changes) + (" (creates volumes: " + ", ".join(v.name for v in
-                                                   wanted.volumes_to_create) + ")" if wanted.volumes_to_create
-                                                   else ""))
+                      str(body["instance_quantity"]), _money(wanted.limit_price), _money(wanted.per_hour),
+                      "-" if price is None else f"{_money(price)}, {free} free", "; ".join(notes))
+        if action.kind in ("create", "replace"):
+            warnings += _market_warnings(wanted.task, wanted.limit_price, body, price, free)
     Console(width=160 if not sys.stdout.isatty() else None).print(table)
+    for line in warnings:
+        click.echo(f"flowc: warning: {line}", err=True)
+
+
+def _market_warnings(task: str, limit: float, body: dict[str, Any], price: float | None, free: int) -> list[str]:
+    """Why a new bid may wait: the market above its limit, or fewer instances free than it asks for."""
+    where = f"{body['region']}"
+    if price is None:
+        return [f"{task}: nothing of its instance type is on offer in {where} now; the bid waits"]
+    out = []
+    if price > limit:
+        out.append(f"{task}: the market is at {_money(price)}/hour in {where}, above its limit {_money(limit)}; "
+                   "the bid waits until the price falls (raise max_price_per_hour to win now)")
+    if free < int(body["instance_quantity"]):
+        out.append(f"{task}: {free} instance(s) free in {where} and the bid asks for {body['instance_quantity']} "
+                   "(all or nothing); it waits for capacity")
+    return out
 
 
 _DONE = {"create": "created", "update": "repriced", "replace": "replaced"}

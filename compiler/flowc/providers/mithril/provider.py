@@ -234,6 +234,13 @@ class MithrilCompute:
 
     # Submission.
 
+    def market(self) -> dict[tuple[str, str], tuple[float, int]]:
+        """The spot market now: (instance type id, region) → (price per instance-hour, instances free)."""
+        from flowc.providers.mithril.api import endpoints
+
+        return {(row.instance_type, row.region): (row.price_per_instance_hour, row.capacity)
+                for row in endpoints.spot_availability(self.client)}
+
     def prepare(self, built: Any, project: str) -> Any:
         """Turn a built bid into the wanted one: ids for names, volumes to create listed.
 
