@@ -84,6 +84,7 @@ def test_submitting_twice_makes_one_bid_per_task_and_one_volume(fake: FakeMithri
     assert code == 0 and out.count("unchanged") == 2
     assert sorted(b["name"] for b in fake.live_bids()) == ["eval", "train"]
     assert writes(fake) == [("POST", "/v2/spot/bids"), ("POST", "/v2/volumes"), ("POST", "/v2/spot/bids")]
+    assert fake.key not in json.dumps([r.json for r in fake.requests]), "the key is in no body or script"
     train = next(b for b in fake.live_bids() if b["name"] == "train")
     assert train["instance_type"] == fake.instance_type_fid("h100-80gb.sxm.8x", "us-central2-a")
     assert train["launch_specification"]["ssh_keys"] == [fake.ssh_key_fid("ml-team", "alice-laptop")]
