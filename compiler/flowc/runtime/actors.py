@@ -91,8 +91,9 @@ def latency_sink(inputs: dict[str, Any], outputs: dict[str, Any], params: dict[s
     """Receive until the inputs are drained and closed; record latency and per-producer order.
 
     Writes ``<FLOWC_REPORT_DIR>/<actor>.latency`` (int64 nanoseconds) and ``<actor>.json`` (counts, how
-    many messages arrived out of order or twice, and how many were ``malformed``: shorter than the
-    synthetic producer's header, or with a timestamp no clock of this host wrote) when it finishes.
+    many messages arrived out of order or twice, how many were ``malformed``: shorter than the synthetic
+    producer's header, or with a timestamp no clock of this host wrote, and the ``CLOCK_MONOTONIC`` times of
+    the first and last arrival, for throughput) when it finishes.
 
     Args:
         inputs: Channel name → receiver.
@@ -102,12 +103,15 @@ def latency_sink(inputs: dict[str, Any], outputs: dict[str, Any], params: dict[s
     samples = array("q")
     last: dict[int, int] = {}
     disorder = malformed = 0
+    first_ns = last_ns = 0
     for message in messages(inputs):
+        last_ns = time.monotonic_ns()
+        first_ns = first_ns or last_ns
         if len(message) < HEADER.size:
             malformed += 1
             continue
         sent, seq, ident = HEADER.unpack_from(message)
-        latency = time.monotonic_ns() - sent
+        latency = last_ns - sent
         if not -(1 << 63) <= latency < 1 << 63:
             malformed += 1  # a timestamp no clock of this host wrote
             continue
@@ -116,7 +120,7 @@ def latency_sink(inputs: dict[str, Any], outputs: dict[str, Any], params: dict[s
             disorder += 1
         last[ident] = seq
     _write_report(samples, {"count": len(samples), "out_of_order": disorder, "malformed": malformed,
-                            "producers": len(last),
+                            "producers": len(last), "first_arrival_ns": first_ns, "last_arrival_ns": last_ns,
                             "last_seq": {str(k): v for k, v in sorted(last.items())}})
 
 
