@@ -60,15 +60,12 @@ def percentiles(samples: array) -> dict[str, float]:
 
 
 def pace(rate: float, count: int, send: Any) -> None:
-    """Send ``count`` messages at ``rate`` per second (0: as fast as possible), as the synthetic producer does."""
-    period = 1e9 / rate if rate > 0 else 0.0
-    start = time.monotonic_ns()
+    """Send ``count`` messages at ``rate`` per second (0: as fast as possible) with the synthetic producer's pacer."""
+    from flowc.runtime.actors import Pacer
+
+    pacer = Pacer(rate)
     for seq in range(count):
-        if period:
-            due = start + int(seq * period)
-            while (now := time.monotonic_ns()) < due:
-                if due - now > 200_000:
-                    time.sleep((due - now - 100_000) / 1e9)
+        pacer.wait(seq)
         send(seq)
 
 

@@ -15,6 +15,7 @@ from flowc.diagnostics import UserError
 from flowc.model.node_view import NodeView
 from flowc.model.plan import NodeSlice, UnknownNode
 from flowc.runtime import CHANNELS_ENV, install_stop_handler
+from flowc.runtime.readiness import signal_ready
 from flowc.runtime.system import Numa
 
 
@@ -93,6 +94,7 @@ def run_actor(plan_path: str, node: str, actor: str) -> int:
 
         try:
             inputs, outputs = attach(layout.actor_io[actor])
+            signal_ready()
             target(inputs, outputs, dict(info.params))
         except RingError as exc:
             # A broken or hostile segment is a failure of the node's data, not a bug in flowc: exit 1 with why.
@@ -101,5 +103,6 @@ def run_actor(plan_path: str, node: str, actor: str) -> int:
     if info.command:
         argv = shlex.split(info.command) if isinstance(info.command, str) else list(info.command)
         sys.stdout.flush()
+        signal_ready()  # its channels are in the environment; the program attaches them itself
         os.execvp(argv[0], argv)
     raise ActorError(f"actor '{actor}' has neither 'run' nor 'command'")

@@ -173,7 +173,8 @@ class Sender:
     """The sending end of a route: takes messages from the local channel and forwards them."""
 
     def __init__(self, endpoint: str, route: str, compression: str = "none", heartbeat_s: float = 1.0,
-                 window: int = 1024, *, drain_timeout_s: float | None = None, auth: CurveKeys | None = None) -> None:
+                 window: int = 1024, *, drain_timeout_s: float | None = None, auth: CurveKeys | None = None,
+                 on_ready: Callable[[], None] | None = None) -> None:
         """Check the settings; nothing connects before :meth:`run`.
 
         Args:
@@ -187,6 +188,7 @@ class Sender:
                 (``None``: until they come).
             auth: This node's keypair and the receiving node's public key: speak CURVE and talk only to that
                 receiver (``None``: no authentication).
+            on_ready: Called once, when the receiver first welcomes this sender.
 
         Raises:
             ValueError: On an unknown compression or a non-positive window or heartbeat.
@@ -196,7 +198,7 @@ class Sender:
         Codec(compression)
         self.endpoint, self.route, self.compression = endpoint, route, compression
         self.heartbeat_s, self.window, self.drain_timeout_s = heartbeat_s, window, drain_timeout_s
-        self.auth = auth
+        self.auth, self.on_ready = auth, on_ready
 
     def run(self, recv: Callable[[float], bytes | None], stop: Event,
             closed: Callable[[], bool] | None = None) -> BridgeStats:
@@ -373,6 +375,8 @@ class _SenderRun:
             self.handshakes += 1
             self.stats.reconnects = max(0, self.handshakes - 1)
             self.cursor = self._first_unacked()
+            if self.handshakes == 1 and self.cfg.on_ready is not None:
+                self.cfg.on_ready()
         elif kind == RESYNC and epoch == self.epoch and self.streaming:
             self._handshake()
         elif kind == REJECT:

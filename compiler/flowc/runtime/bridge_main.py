@@ -20,6 +20,11 @@ from typing import TYPE_CHECKING
 from flowc.model.node_view import Bridge, NodeView
 from flowc.runtime.actor_main import load_node
 
+#: A route sender's wait on its ring: spin and yield budgets in µs. Zero: block on the doorbell at once. A bridge
+#: wakes for every message and usually shares cores with the actors; spinning there (the ring's default) burns
+#: the CPU the route's own I/O and the actors need, which on a small node turns into milliseconds of queueing.
+BRIDGE_WAIT_US = (0.0, 0.0)
+
 if TYPE_CHECKING:
     from flowc.runtime.route_keys import CurveKeys
 
@@ -40,6 +45,7 @@ def run_bridge(plan_path: str, node: str, route: str, direction: str, index: int
     from flowc.runtime.bridge import BridgeError, BridgeStats, Sender
     from flowc.runtime.bridge_receiver import Receiver
     from flowc.runtime.channels import Input, Output
+    from flowc.runtime.readiness import signal_ready
     from flowc.runtime.ring import Ring
     from flowc.runtime.route_keys import RouteKeyError
 
@@ -58,15 +64,18 @@ def run_bridge(plan_path: str, node: str, route: str, direction: str, index: int
     code = 0
     try:
         if direction == "out":
-            inp = Input(ring, bridge.index)
+            # The sender blocks on the ring's doorbell without spinning: its core is the one the node's actors
+            # and the route's I/O share (see BRIDGE_WAIT_US).
+            inp = Input(ring, bridge.index, *BRIDGE_WAIT_US)
             sender = Sender(f"tcp://{bridge.peer}:{bridge.port}", route, bridge.compression, drain_timeout_s=5.0,
-                            auth=keys)
+                            auth=keys, on_ready=signal_ready)
             stats = sender.run(lambda timeout: inp.recv(timeout), stop, closed=lambda: inp.closed)
         else:
             out = Output(ring, bridge.index)
             # The ring's own limit: a larger message could not be delivered, so it is refused on the wire.
             receiver = Receiver(f"tcp://*:{bridge.port}", route, bridge.compression,
-                                state_path=layout.route_state(route), max_message=ring.max_message, auth=keys)
+                                state_path=layout.route_state(route), max_message=ring.max_message, auth=keys,
+                                on_ready=signal_ready)
             receiver.run(lambda message: out.send(message), stop, stats)
     except BridgeError as exc:
         print(f"flowc run-bridge: route '{route}': {exc}", file=sys.stderr)

@@ -68,7 +68,8 @@ class Receiver:
     def __init__(self, bind: str, route: str, compression: str = "none", heartbeat_s: float = 1.0,
                  *, ack_every: int = 64, state_path: str | os.PathLike[str] | None = None,
                  max_message: int = DEFAULT_MAX_MESSAGE, max_peers: int = DEFAULT_MAX_PEERS,
-                 auth: CurveKeys | None = None, handshake_s: float = 2.0) -> None:
+                 auth: CurveKeys | None = None, handshake_s: float = 2.0,
+                 on_ready: Callable[[], None] | None = None) -> None:
         """Check the settings; nothing listens before :meth:`run`.
 
         Args:
@@ -86,6 +87,7 @@ class Receiver:
             auth: This node's keypair and the source node's public key: speak CURVE and let only that key in
                 (``None``: anyone may connect).
             handshake_s: A connection that has not completed its handshake by then is closed.
+            on_ready: Called once it listens.
 
         Raises:
             ValueError: On an unknown compression or a non-positive ``ack_every``, ``heartbeat_s``,
@@ -97,7 +99,7 @@ class Receiver:
         self.bind, self.route, self.compression = bind, route, compression
         self.heartbeat_s, self.ack_every, self.state_path = heartbeat_s, ack_every, state_path
         self.max_message, self.max_peers = max_message, max_peers
-        self.auth, self.handshake_s = auth, handshake_s
+        self.auth, self.handshake_s, self.on_ready = auth, handshake_s, on_ready
 
     def run(self, send: Callable[[bytes], object], stop: Event, stats: BridgeStats | None = None) -> BridgeStats:
         """Receive and deliver until ``stop`` is set.
@@ -190,6 +192,8 @@ class _ReceiverRun:
             raise BridgeError(f"cannot listen on '{self.cfg.bind}': {exc}") from exc
         if self.cfg.state_path is not None:
             self._open_state(os.fspath(self.cfg.state_path))
+        if self.cfg.on_ready is not None:
+            self.cfg.on_ready()
 
     def _authenticate(self, keys: CurveKeys) -> None:
         """Speak CURVE as the server, and let in only the source node's key (ZAP, in the route's domain)."""

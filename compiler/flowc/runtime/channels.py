@@ -18,10 +18,10 @@ _POLL_S = 0.1
 class Input:
     """A channel this actor reads."""
 
-    def __init__(self, ring: Any, index: int) -> None:
-        """Attach as consumer ``index`` of ``ring``."""
+    def __init__(self, ring: Any, index: int, spin_us: float | None = None, yield_us: float | None = None) -> None:
+        """Attach as consumer ``index`` of ``ring`` (``spin_us``/``yield_us`` override the ring's wait budgets)."""
         self.ring = ring
-        self._rx = ring.consumer(index)
+        self._rx = ring.consumer(index, spin_us, yield_us)
         self.closed = False
 
     def recv(self, timeout: float | None = None) -> bytes | None:
@@ -47,10 +47,10 @@ class Input:
 class Output:
     """A channel this actor writes."""
 
-    def __init__(self, ring: Any, index: int) -> None:
-        """Attach as producer ``index`` of ``ring``."""
+    def __init__(self, ring: Any, index: int, spin_us: float | None = None, yield_us: float | None = None) -> None:
+        """Attach as producer ``index`` of ``ring`` (``spin_us``/``yield_us`` override the ring's wait budgets)."""
         self.ring = ring
-        self._tx = ring.producer(index)
+        self._tx = ring.producer(index, spin_us, yield_us)
 
     def send(self, data: bytes | bytearray | memoryview, timeout: float | None = None) -> bool:
         """Write one message; ``False`` when the ring stayed full for ``timeout`` seconds."""

@@ -22,6 +22,7 @@ from flowc.diagnostics import UserError
 from flowc.model.node_view import NodeView
 from flowc.runtime import route_keys, segments
 from flowc.runtime.actor_main import load_node
+from flowc.runtime.readiness import READY_TIMEOUT_S, ready_file
 from flowc.runtime.report import build_report
 from flowc.runtime.system import Numa, cpu_map, die_with_parent, pin
 
@@ -64,7 +65,8 @@ class Child:
             if cpus:
                 pin(cpus)
 
-        self.proc = subprocess.Popen(self.argv, env={**env, "FLOWC_ACTOR": self.key}, stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(self.argv, env={**env, "FLOWC_ACTOR": self.key, "FLOWC_CHILD": self.key},
+                                     stdin=subprocess.DEVNULL,
                                      preexec_fn=setup)  # noqa: PLW1509 - affinity and pdeathsig must precede exec
         self.exit_code = None
 
@@ -72,6 +74,15 @@ class Child:
     def running(self) -> bool:
         """Whether the process is alive (as far as the last reap knows)."""
         return self.proc is not None and self.exit_code is None
+
+    def exited(self) -> bool:
+        """Whether the process has exited, without collecting it (:meth:`reap` still sees it)."""
+        if not self.running:
+            return True
+        try:
+            return os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:
+            return True
 
     def reap(self) -> bool:
         """Collect the process if it exited; returns True when it just did."""
@@ -165,8 +176,7 @@ class Launcher:
             self.rings = segments.create(self.layout)
             self._plan_children()
             env = {**self.environ, "FLOWC_NODE": self.node, "FLOWC_REPORT_DIR": report_dir}
-            for child in self._start_order():
-                child.start(env)
+            self._start_in_stages(env, report_dir)
             self.say(f"running {len(self.children)} process(es) on {len(self.rings)} channel(s)")
             failure = self._supervise(env)
             self._stop_in_order()
@@ -221,6 +231,26 @@ class Launcher:
 
     def _start_order(self) -> list[Child]:
         return sorted(self.children, key=lambda c: (c.stage, c.key))
+
+    def _start_in_stages(self, env: dict[str, str], report_dir: str) -> None:
+        """Start stage by stage, each once the one before is ready (see :mod:`flowc.runtime.readiness`)."""
+        stages: dict[int, list[Child]] = {}
+        for child in self._start_order():
+            stages.setdefault(child.stage, []).append(child)
+        for stage, children in sorted(stages.items()):
+            for child in children:
+                child.start(env)
+            if stage == max(stages):
+                break
+            give_up = time.monotonic() + READY_TIMEOUT_S
+            waiting = list(children)
+            while waiting and not self.stop_requested:
+                waiting = [c for c in waiting if not os.path.exists(ready_file(report_dir, c.key)) and not c.exited()]
+                if waiting and time.monotonic() >= give_up:
+                    self.say(f"not ready after {READY_TIMEOUT_S:g} s: {', '.join(c.key for c in waiting)}; "
+                             "starting the next stage anyway")
+                    break
+                time.sleep(0.005)
 
     def _supervise(self, env: dict[str, str]) -> str | None:
         deadline = time.monotonic() + self.duration if self.duration is not None else None

@@ -227,7 +227,7 @@ class Ring:
         """Whether :meth:`close_writers` was called: consumers drain what is left, then ``recv`` returns None."""
         return _ring.is_closed(self._mm)
 
-    def producer(self, index: int, spin_us: float | None = None) -> Any:
+    def producer(self, index: int, spin_us: float | None = None, yield_us: float | None = None) -> Any:
         """Producer endpoint ``index``: one process or thread per index.
 
         ``send(data, timeout=None) -> bool`` copies ``data`` (bytes-like, at most :attr:`max_message` bytes)
@@ -239,15 +239,17 @@ class Ring:
         Args:
             index: Producer index, ``0 <= index < producers``.
             spin_us: Override the ring's busy-poll budget for this endpoint.
+            yield_us: Override how long this endpoint yields before it blocks.
 
         Returns:
             A :class:`flowc.runtime._ring.Producer`.
         """
-        tx = _ring.Producer(self._mm, index, -1.0 if spin_us is None else spin_us)
+        tx = _ring.Producer(self._mm, index, -1.0 if spin_us is None else spin_us,
+                            -1.0 if yield_us is None else yield_us)
         self._endpoints.append(tx)
         return tx
 
-    def consumer(self, index: int, spin_us: float | None = None) -> Any:
+    def consumer(self, index: int, spin_us: float | None = None, yield_us: float | None = None) -> Any:
         """Consumer endpoint ``index``: its own cursor, so it sees every message.
 
         ``recv(timeout=None) -> bytes | None`` returns the next message, or None after ``timeout`` seconds, or
@@ -256,11 +258,13 @@ class Ring:
         Args:
             index: Consumer index, ``0 <= index < consumers``.
             spin_us: Override the ring's busy-poll budget for this endpoint.
+            yield_us: Override how long this endpoint yields before it blocks.
 
         Returns:
             A :class:`flowc.runtime._ring.Consumer`.
         """
-        rx = _ring.Consumer(self._mm, index, -1.0 if spin_us is None else spin_us)
+        rx = _ring.Consumer(self._mm, index, -1.0 if spin_us is None else spin_us,
+                            -1.0 if yield_us is None else yield_us)
         self._endpoints.append(rx)
         return rx
 
