@@ -15,6 +15,7 @@ bounded (``max_peers``, oldest forgotten first). Every refused frame is counted 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import stat
 import struct
@@ -47,6 +48,9 @@ from flowc.runtime.wire import header as _header
 
 _STATE = struct.Struct("<QQI")  # session, last delivered sequence, crc32 of the first 16 bytes
 _POLL_S = 0.05  # longest the loop waits before it looks at ``stop`` again
+#: Deliveries are acknowledged after ``ack_every`` of them or this many seconds, whichever comes first: one ACK
+#: per message would double the route's traffic (and its CPU) for no gain, since the sender's window is large.
+ACK_INTERVAL_S = 0.002
 #: Largest message a receiver delivers unless told otherwise (the launcher passes the ring's own limit).
 DEFAULT_MAX_MESSAGE = 1 << 20
 #: Most (session, epoch) pairs a receiver remembers having asked to resync; the oldest is forgotten first.
@@ -78,7 +82,7 @@ class Receiver:
             compression: The route's codec; frames may only be raw or use it.
             heartbeat_s: A sender silent for three heartbeats counts as gone (``peer_timeouts``); until
                 then no other session may take the route over.
-            ack_every: Acknowledge at least every this many deliveries (also whenever the socket runs dry).
+            ack_every: Acknowledge at least every this many deliveries (else within ``ACK_INTERVAL_S``).
             state_path: Optional file recording the last delivered sequence, so a restarted receiver does
                 not deliver again what it delivered before it died (see the module docstring).
             max_message: Largest message the local channel takes (the ring's ``max_message``); a larger
@@ -135,6 +139,7 @@ class _ReceiverRun:
         self.peer: bytes | None = None
         self.expected = 1  # next sequence to deliver
         self.unacked = 0  # deliveries since the last ACK
+        self.last_ack = 0.0
         self.resynced: OrderedDict[tuple[int, int], None] = OrderedDict()
         self.handshakes = 0
         self.last_heard = 0.0
@@ -152,12 +157,13 @@ class _ReceiverRun:
             poller.register(self.sock, zmq.POLLIN)
             poller.register(self.monitor, zmq.POLLIN)
             while not self.stop.is_set():
-                ready = dict(poller.poll(int(_POLL_S * 1000)))
+                wait = _POLL_S if not self.unacked else max(0.0, self.last_ack + ACK_INTERVAL_S - time.monotonic())
+                ready = dict(poller.poll(math.ceil(wait * 1000)))  # 0 would turn the wait into a busy loop
                 if self.monitor in ready:
                     self._events()
                 if self.sock in ready:
                     self._drain()
-                if self.unacked:
+                if self.unacked and time.monotonic() - self.last_ack >= ACK_INTERVAL_S:
                     self._ack()
                 if self.peer is not None and time.monotonic() - self.last_heard > 3 * self.cfg.heartbeat_s:
                     self.stats.peer_timeouts += 1
@@ -258,6 +264,7 @@ class _ReceiverRun:
         if self.peer is not None:
             self._reply(self.peer, ACK, self.epoch, self.session, self.expected - 1)
         self.unacked = 0
+        self.last_ack = time.monotonic()
 
     def _drain(self) -> None:
         for _ in range(4096):
