@@ -11,8 +11,8 @@ sequence), the receiver answers ``WELCOME`` with the next sequence it expects (a
 largest frame it reads: the sender stops with :class:`BridgeError` rather than send a larger one), and the
 sender streams ``DATA`` from there. The receiver delivers strictly in order, acknowledges cumulatively
 (``ACK`` every ``ack_every`` messages, and 2 ms after the first unacknowledged one otherwise) and drops
-sequences it has already delivered. Data of an epoch it does not know (a restarted receiver, a lost frame) earns a ``RESYNC``, and the sender starts
-a new epoch. ``HEARTBEAT`` from the sender is answered with an ``ACK``, so each side notices a silent peer
+sequences it has already delivered. Data of an epoch it does not know (a restarted receiver, a lost frame)
+earns a ``RESYNC``, and the sender starts a new epoch. ``HEARTBEAT`` from the sender is answered with an ``ACK``, so each side notices a silent peer
 after ``3 * heartbeat_s``; the sender then reconnects with a fresh socket and resends.
 
 Guarantee. Within one sender run, every message the sender took from its local channel is delivered to
