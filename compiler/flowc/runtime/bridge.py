@@ -4,16 +4,16 @@ The wire is ZeroMQ (a DEALER connecting to a ROUTER), which gives framing, recon
 on top of it the bridge numbers messages, keeps the unacknowledged ones and resends them after a reconnect,
 so a route loses nothing that the sender took from its local channel.
 
-Protocol. Every ZeroMQ message is two frames: a 24-byte header (version, kind, codec, epoch, session,
-sequence) and a payload. A sender run has a random 64-bit *session* and numbers its messages 1, 2, 3, …
-Each (re)connection is an *epoch*: the sender sends ``HELLO`` (its route, codec and first unacknowledged
-sequence), the receiver answers ``WELCOME`` with the next sequence it expects (and, as its payload, the
-largest frame it reads: the sender stops with :class:`BridgeError` rather than send a larger one), and the
-sender streams ``DATA`` from there. The receiver delivers strictly in order, acknowledges cumulatively
-(``ACK`` every ``ack_every`` messages, and 2 ms after the first unacknowledged one otherwise) and drops
-sequences it has already delivered. Data of an epoch it does not know (a restarted receiver, a lost frame)
-earns a ``RESYNC``, and the sender starts a new epoch. ``HEARTBEAT`` from the sender is answered with an ``ACK``, so each side notices a silent peer
-after ``3 * heartbeat_s``; the sender then reconnects with a fresh socket and resends.
+Protocol. Every ZeroMQ message is two frames: a 24-byte header (version, kind, codec, epoch, session, sequence) and
+a payload. A sender run has a random 64-bit *session* and numbers its messages 1, 2, 3, … Each (re)connection is an
+*epoch*: the sender sends ``HELLO`` (its route, codec and first unacknowledged sequence), the receiver answers
+``WELCOME`` with the next sequence it expects (and, as its payload, the largest frame it reads: the sender stops
+with :class:`BridgeError` rather than send a larger one), and the sender streams ``DATA`` from there. The receiver
+delivers strictly in order, acknowledges cumulatively (``ACK`` every ``ack_every`` messages, and 2 ms after the
+first unacknowledged one otherwise) and drops sequences it has already delivered. Data of an epoch it does not know
+(a restarted receiver, a lost frame) earns a ``RESYNC``, and the sender starts a new epoch. ``HEARTBEAT`` from the
+sender is answered with an ``ACK``, so each side notices a silent peer after ``3 * heartbeat_s``; the sender then
+reconnects with a fresh socket and resends.
 
 Guarantee. Within one sender run, every message the sender took from its local channel is delivered to
 the receiving channel in order and, while the receiver process lives, exactly once. Delivery comes before
