@@ -81,6 +81,8 @@ def test_every_message_arrives_once_and_in_order_under_backpressure(tmp_path: Pa
     assert {k: v for k, v in sink.items() if not k.endswith("_arrival_ns")} == {
         "count": 5000, "out_of_order": 0, "malformed": 0, "producers": 1, "last_seq": sink["last_seq"]}
     assert 0 < sink["first_arrival_ns"] < sink["last_arrival_ns"]
+    assert report["latency_by_sink_us"]["sink"]["path"] == "shared memory"
+    assert report["latency_by_sink_us"]["sink"]["count"] == 5000
     assert list(report["sinks"]["sink"]["last_seq"].values()) == [4999]
     for name in ("ticks", "signals"):
         assert report["channels"][name]["sent"] == report["channels"][name]["received"] == 5000

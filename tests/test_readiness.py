@@ -74,6 +74,8 @@ def test_producers_wait_for_their_route_to_connect(tmp_path: Path) -> None:
     assert sink["count"] == 2000 and sink["out_of_order"] == 0
     # Had the producer started with its node, its first messages would have waited two seconds in the ring.
     assert report["latency_us"]["p999"] < 1_000_000, report["latency_us"]
+    by_sink = report["latency_by_sink_us"]["sink"]
+    assert by_sink["path"] == "route feed_route" and by_sink["count"] == 2000, "route latency is labelled as such"
 
 
 def test_a_ready_file_is_written_only_inside_a_launcher(tmp_path: Path, monkeypatch) -> None:

@@ -92,10 +92,12 @@ def build_report(launcher: Any, report_dir: str, failure: str | None) -> dict[st
         failure: Why the node stopped early, if it did.
 
     Returns:
-        ``{"node", "channels": {name: {sent, received, dropped, backpressure_waits}}, "actors": {name:
-        {restarts, cpu_s, exit_code}}, "latency_us": {p50, p99, p999, count}, "sinks", "cpu_map", "notes",
-        "failure"}``. Impossible counters (see :func:`impossible_counters`) or a segment that can no longer be
-        read make ``failure`` say so when the node did not already fail otherwise.
+        ``{"node", "channels": {name: {sent, received, dropped, backpressure_waits}}, "actors": {name: {restarts,
+        cpu_s, exit_code}}, "latency_us": {p50, p99, p999, count}, "latency_by_sink_us": {sink: {p50, p99, p999,
+        count, path}}, "sinks", "routes", "cpu_map", "notes", "failure"}``; a sink's ``path`` says whether its
+        messages crossed a route (``route <name>``) or only shared memory. Impossible counters (see
+        :func:`impossible_counters`) or a segment that can no longer be read make ``failure`` say so when the node
+        did not already fail otherwise.
     """
     from flowc.runtime.ring import RingError
 
@@ -120,6 +122,7 @@ def build_report(launcher: Any, report_dir: str, failure: str | None) -> dict[st
     samples: list[int] = []
     sinks = {}
     bridges = {}
+    by_sink: dict[str, dict[str, Any]] = {}
     for entry in sorted(os.listdir(report_dir)):
         path = os.path.join(report_dir, entry)
         if entry.endswith(".latency"):
@@ -127,19 +130,15 @@ def build_report(launcher: Any, report_dir: str, failure: str | None) -> dict[st
             with open(path, "rb") as handle:
                 values.frombytes(handle.read())
             samples.extend(values)
+            by_sink[entry[:-8]] = {**_percentiles(list(values)), "path": _path_of(launcher, entry[:-8])}
         elif entry.endswith(".bridge"):
             with open(path, encoding="utf-8") as handle:
                 bridges[entry[:-7]] = json.load(handle)
         elif entry.endswith(".json"):
             with open(path, encoding="utf-8") as handle:
                 sinks[entry[:-5]] = json.load(handle)
-    # Samples are nanoseconds; the report is in µs, and all zero when no sink recorded any.
-    latency: dict[str, float | int] = {
-        key: percentile(samples, q) / 1000.0 if samples else 0.0
-        for key, q in (("p50", 0.5), ("p99", 0.99), ("p999", 0.999))}
-    latency["count"] = len(samples)
-    return {"node": launcher.node, "channels": channels, "actors": actors, "latency_us": latency, "sinks": sinks,
-            "routes": bridges,
+    return {"node": launcher.node, "channels": channels, "actors": actors, "latency_us": _percentiles(samples),
+            "latency_by_sink_us": by_sink, "sinks": sinks, "routes": bridges,
             "cpu_map": {str(k): v for k, v in launcher.cpu_mapping.items()}, "notes": launcher.notes,
             "failure": failure or ("; ".join(problems) if problems else None)}
 
@@ -159,9 +158,32 @@ def render_table(report: dict[str, Any]) -> Any:
         actors.add_column(column, justify="left" if column == "actor" else "right")
     for name, a in report["actors"].items():
         actors.add_row(name, str(a["restarts"]), f"{a['cpu_s']:.2f}", str(a["exit_code"]))
+    latency = Table(title="end-to-end latency (µs), per sink: over a route or through shared memory only")
+    for column in ("sink", "path", "count", "p50", "p99", "p99.9"):
+        latency.add_column(column, justify="left" if column in ("sink", "path") else "right")
+    for sink, lat in report.get("latency_by_sink_us", {}).items():
+        latency.add_row(sink, lat["path"], str(lat["count"]), f"{lat['p50']:.1f}", f"{lat['p99']:.1f}",
+                        f"{lat['p999']:.1f}")
     lat = report["latency_us"]
-    latency = Table(title="end-to-end latency (µs)")
-    for column in ("count", "p50", "p99", "p99.9"):
-        latency.add_column(column, justify="right")
-    latency.add_row(str(lat["count"]), f"{lat['p50']:.1f}", f"{lat['p99']:.1f}", f"{lat['p999']:.1f}")
+    latency.add_row("all", "", str(lat["count"]), f"{lat['p50']:.1f}", f"{lat['p99']:.1f}", f"{lat['p999']:.1f}")
     return Group(channels, actors, latency)
+
+
+def _percentiles(samples: list[int]) -> dict[str, float | int]:
+    """p50/p99/p99.9 in µs of nanosecond samples, and their count (all zero without samples)."""
+    out: dict[str, float | int] = {key: percentile(samples, q) / 1000.0 if samples else 0.0
+                                   for key, q in (("p50", 0.5), ("p99", 0.99), ("p999", 0.999))}
+    out["count"] = len(samples)
+    return out
+
+
+def _path_of(launcher: Any, sink: str) -> str:
+    """What a sink's latency measures: ``route <name>`` when an input arrives over a route, else ``shared memory``.
+
+    A message from another node crosses its route and this node's ring; from this node, only rings.
+    """
+    info = launcher.plan.nodes[launcher.node]
+    actor = info.actors.get(sink)
+    routes = sorted({r for ch in (actor.inputs if actor else ()) if ch in info.channels
+                     for r in info.channels[ch].routes_in})
+    return "route " + ", ".join(routes) if routes else "shared memory"
