@@ -67,6 +67,7 @@ CODES: dict[str, str] = {
     "FLC340": "block volume on a multi-instance task",
     "FLC341": "invalid memory limit",
     "FLC342": "more producers or consumers than a ring supports",
+    "FLC343": "route bridges pinned to an actor's cpu",
     # 4xx: placement and transport
     "FLC401": "shared memory across numa nodes",
     "FLC402": "dataflow cycle",

@@ -158,7 +158,8 @@ def emit(plan: Plan, settings: Settings, ctx: Context) -> list[Artifact]:
             credentials = [secret_file(node), public_file(bridge.peer_node)] if bridge.auth == "curve" else []
             text = env.get_template("bridge.service.j2").render(
                 **common, route=bridge.route, direction=bridge.direction, index=bridge.index, peer=bridge.peer,
-                peer_node=bridge.peer_node,                after=after(bridge.stage),
+                peer_node=bridge.peer_node, after=after(bridge.stage),
+                cpus=format_cpuset(info.bridge_cpus).replace(",", " ") if info.bridge_cpus else "",
                 credentials=[(c, f"{settings.keys_dir}/{c}") for c in credentials])
             artifacts.append(Artifact(f"{folder}/{name}", text.encode()))
         artifacts.append(Artifact(f"{folder}/flowc-{topology}-channels.service",

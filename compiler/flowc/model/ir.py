@@ -143,6 +143,7 @@ class Node(Located):
     numa_declared: bool = False
     placements: tuple[ActorPlacement, ...] = ()
     channels: tuple[LocalChannel, ...] = ()
+    bridge_cpus: tuple[int, ...] = ()
 
 
 class Route(Located):

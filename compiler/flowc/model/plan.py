@@ -175,6 +175,8 @@ class NodePlan(_Frozen):
     actors: dict[str, ActorPlan]
     channels: dict[str, ChannelPlan]
     start_stages: dict[str, _Count]
+    #: CPUs the node's route bridges are pinned to (empty: not pinned).
+    bridge_cpus: tuple[_Cpu, ...] = ()
 
     @model_validator(mode="after")
     def _actors_match_channels(self) -> NodePlan:

@@ -3,7 +3,7 @@
 Emits FLC320 (unknown node), FLC321 (source channel not produced there), FLC322 (a channel crosses
 nodes without a route; the help spells the route to add), FLC323 (route to its own node), FLC324
 (target that does not consume the channel, warning) and FLC325 (the same channel routed twice), and warns
-FLC403 for a route that says ``auth: none``.
+FLC403 for a route that says ``auth: none``, and FLC343 for ``bridge_cpus`` that an actor of the node is pinned to.
 """
 
 from __future__ import annotations
@@ -63,7 +63,19 @@ def check_routes(spec: ir.Spec, ctx: Context) -> ir.Spec:
                 ctx.warn("FLC324", f"route '{route.name}' delivers '{route.channel}' to '{target}', where no "
                          "actor reads it", at=at, help="remove the target, or place a consumer there")
     _check_crossings(spec, index, carried, ctx)
+    _check_bridge_cpus(spec, ctx)
     return spec
+
+
+def _check_bridge_cpus(spec: ir.Spec, ctx: Context) -> None:
+    """Warn when a node's bridges are pinned to a cpu one of its actors is pinned to (they would take turns)."""
+    for node in spec.nodes:
+        for placement in node.placements:
+            shared = sorted(set(node.bridge_cpus) & set(placement.cpus))
+            if shared:
+                ctx.warn("FLC343", f"the route bridges of '{node.name}' are pinned to cpu {shared[0]}, which "
+                         f"'{placement.actor}' is pinned to", at=node.at("bridge_cpus"),
+                         help="give bridges cpus of their own, or drop bridge_cpus to let them float")
 
 
 def _check_crossings(spec: ir.Spec, index, carried: dict[tuple[str, str, str], str], ctx: Context) -> None:

@@ -190,6 +190,7 @@ class _Lowerer:
                 self.channel((*path, "local_channels", channel), channel, value)
                 for channel, value in body.get("local_channels", {}).items()
             ),
+            bridge_cpus=self.cpus((*path, "bridge_cpus"), body["bridge_cpus"]) if "bridge_cpus" in body else (),
         )
 
     def numa(self, path: Path, value: list[int] | dict[str, Any] | None) -> tuple[ir.NumaDomain, ...]:

@@ -68,7 +68,8 @@ def resolve_transports(graph: PlacementGraph, ctx: Context) -> Plan:
             span=node.span,
             hostname=node.hostname,
             numa_topology={str(d.id): d.cpus for d in node.numa},
-            actors=actors, channels=channels, start_stages=graph.start_stages(node.name))
+            actors=actors, channels=channels, start_stages=graph.start_stages(node.name),
+            bridge_cpus=node.bridge_cpus)
     return Plan(source=_basename(spec.path), tasks={t.name: plan_task(t) for t in spec.tasks}, nodes=nodes,
                 routes=routes, links=tuple(links),
                 target_settings={name: dict(section) for name, section in spec.target_settings.items()})

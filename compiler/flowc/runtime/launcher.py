@@ -150,7 +150,7 @@ class Launcher:
         """
         self._check_keys()
         info = self.plan.nodes[self.node]
-        requested = sorted({cpu for actor in info.actors.values() for cpu in actor.cpus})
+        requested = sorted({cpu for actor in info.actors.values() for cpu in actor.cpus} | set(info.bridge_cpus))
         try:
             self.cpu_mapping = cpu_map(requested, os.sched_getaffinity(0), self.oversubscribe)
         except ValueError as exc:
@@ -221,12 +221,14 @@ class Launcher:
             argv = [*base, "run-actor", self.plan_path, "--node", self.node, "--actor", name]
             self.children.append(Child(name, argv, actor.role, info.start_stages.get(name, 0), cpus,
                                        writes=list(actor.outputs)))
+        # Bridges share the node's bridge_cpus when it names them; otherwise they are not pinned.
+        bridge_cpus = sorted({self.cpu_mapping[c] for c in info.bridge_cpus})
         for bridge in self.layout.bridges:
             key = f"route:{bridge.route}:{bridge.direction}:{bridge.index}"
             argv = [*base, "run-bridge", self.plan_path, "--node", self.node, "--route", bridge.route,
                     "--direction", bridge.direction, "--index", str(bridge.index)]
             role = "producer" if bridge.direction == "in" else "consumer"
-            self.children.append(Child(key, argv, role, bridge.stage, None,
+            self.children.append(Child(key, argv, role, bridge.stage, bridge_cpus or None,
                                        writes=[bridge.channel] if role == "producer" else []))
 
     def _start_order(self) -> list[Child]:

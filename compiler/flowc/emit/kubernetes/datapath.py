@@ -71,7 +71,7 @@ def node_objects(part: Plan, node: str, name: str, settings: Settings) -> list[d
         "metadata": settings.metadata(name + PLAN_SUFFIX, labels),
         "data": {"plan.json": part.to_json()},
     }
-    cpus = sum(len(actor.cpus) for actor in info.actors.values())
+    cpus = sum(len(actor.cpus) for actor in info.actors.values()) + len(info.bridge_cpus)
     shm = shm_bytes(info)
     memory = mebibytes(shm + ACTOR_MEMORY_MIB * MIB * max(1, len(info.actors)))
     resources = {"cpu": str(max(1, cpus)), "memory": memory}

@@ -49,7 +49,7 @@ def emit(plan: Plan, settings: Settings, ctx: Context) -> list[Artifact]:
     for node_name, node in plan.nodes.items():
         add(node_objects(slices[node_name], node_name, k8s_name(node_name), settings))
         if node.actors:
-            cpus = sorted({cpu for actor in node.actors.values() for cpu in actor.cpus})
+            cpus = sorted({cpu for actor in node.actors.values() for cpu in actor.cpus} | set(node.bridge_cpus))
             ctx.warn("FLC504", f"kubernetes cannot pin cpu ids: '{node_name}' gets {len(cpus)} exclusive cpus from "
                      f"the static cpu manager, and the launcher maps cpus {format_cpuset(cpus)} onto them",
                      at=node.span or Span(ctx.path, 1, 1),
