@@ -35,6 +35,7 @@ from flowc.runtime.bridge_receiver import Receiver
 from flowc.runtime.route_keys import CurveKeys
 from flowc.runtime.wire import (
     ACK,
+    BATCH,
     DATA,
     HEADER,
     HEARTBEAT,
@@ -396,7 +397,7 @@ def test_decode_returns_a_bounded_message_or_rejects(name: str, data) -> None:
         assert tag in (0, codec.id)
 
 
-KINDS = st.sampled_from([DATA, HELLO, WELCOME, ACK, HEARTBEAT, RESYNC, REJECT, 0, 8, 255])
+KINDS = st.sampled_from([DATA, BATCH, HELLO, WELCOME, ACK, HEARTBEAT, RESYNC, REJECT, 0, 9, 255])
 PAYLOADS = st.one_of(st.binary(max_size=256), st.just(ROUTE.encode()), st.just(b"probe"),
                      st.binary(min_size=1, max_size=64).map(lambda b: lz4.block.compress(b * 40, store_size=True)),
                      st.binary(min_size=1, max_size=64).map(lambda b: zstandard.ZstdCompressor().compress(b * 40)))
@@ -432,7 +433,7 @@ def expected_reason(parts: list[bytes]) -> str:
         if parts[1].decode(errors="replace") != ROUTE:
             return "route"
         return "codec" if codec != 0 else "busy"
-    return "unknown_session" if kind in (DATA, HEARTBEAT) else "kind"
+    return "unknown_session" if kind in (DATA, BATCH, HEARTBEAT) else "kind"
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,17 @@ first unacknowledged one otherwise) and drops sequences it has already delivered
 sender is answered with an ``ACK``, so each side notices a silent peer after ``3 * heartbeat_s``; the sender then
 reconnects with a fresh socket and resends.
 
+Batches. When more than one message is due at once (the producer outran the link, or a resend), the sender packs
+consecutive ones into one ``BATCH``: its header's sequence is the first message's (its codec byte is 0), and its
+payload is the messages in order, each a record of a codec id and a length (:data:`~flowc.runtime.wire.RECORD`,
+5 bytes, network order) followed by that many bytes, raw or in the route's codec as a ``DATA`` payload may be. A
+batch holds at most 256 messages and 64 KiB, and never more than the receiver's frame limit, neither as it travels
+nor decoded. A lone message goes as ``DATA``: batches form only from messages already waiting, none is held back
+to fill one. Each message keeps its own sequence, so acknowledgements, resends and the window count messages as
+before. The receiver checks a whole batch (its records, their codecs, the sizes they state and the sum of those)
+before it delivers any of it, then handles each record as the ``DATA`` of its sequence: a batch that starts
+before the expected sequence delivers only its new tail, one that starts after it earns a ``RESYNC``.
+
 Guarantee. Within one sender run, every message the sender took from its local channel is delivered to
 the receiving channel in order and, while the receiver process lives, exactly once. Delivery comes before
 acknowledgement, so a receiver process that dies may have delivered messages the sender never saw
@@ -61,6 +72,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable
+from itertools import islice
 from typing import Protocol
 
 import zmq
@@ -68,10 +80,12 @@ import zmq
 from flowc.runtime.route_keys import CurveKeys
 from flowc.runtime.wire import (
     ACK,
+    BATCH,
     DATA,
     HEARTBEAT,
     HELLO,
     LIMIT,
+    RECORD,
     REJECT,
     RESYNC,
     VERSION,
@@ -84,6 +98,13 @@ from flowc.runtime.wire import header as _header
 _POLL_S = 0.05  # longest a loop waits before it looks at ``stop`` again
 #: Largest frame a sender accepts: the receiver only ever sends a header and a short reason.
 _SENDER_MAX_FRAME = 4096
+#: Most bytes and messages one BATCH carries: a larger frame would hold up the socket (and the acks) for longer.
+_BATCH_BYTES = 64 << 10
+_BATCH_MESSAGES = 256
+#: Most messages one pass of the sender's loop takes from the local channel.
+_PULL_MESSAGES = 256
+#: How often the sender looks at the monitor for a refused handshake (only ever the first frames of a connection).
+_MONITOR_EVERY_S = 0.001
 
 
 class BridgeError(RuntimeError):
@@ -111,6 +132,9 @@ class BridgeStats:
         reconnects: Handshakes after the first one, i.e. times the stream resumed.
         peer_timeouts: Times the peer stayed silent longer than three heartbeats.
         bytes_on_wire: Bytes of all frames this side sent (sender) or received (receiver).
+        frames_sent: ``DATA`` and ``BATCH`` frames sent, first or again (sender); ``sent + resent`` over it is
+            the messages per frame.
+        frames_received: ``DATA`` and ``BATCH`` frames of the current sender handled (receiver).
         payload_bytes: Uncompressed bytes of the messages taken (sender) or delivered (receiver).
         compressed_bytes: The same messages' bytes as they travel, after compression.
         abandoned: Messages still unacknowledged when a drain timed out (sender).
@@ -142,6 +166,8 @@ class BridgeStats:
     reconnects: int = 0
     peer_timeouts: int = 0
     bytes_on_wire: int = 0
+    frames_sent: int = 0
+    frames_received: int = 0
     payload_bytes: int = 0
     compressed_bytes: int = 0
     abandoned: int = 0
@@ -233,7 +259,8 @@ class _SenderRun:
         self.stats = BridgeStats()
         self.session = secrets.randbits(64) or 1
         self.epoch = 0
-        self.unacked: deque[tuple[int, int, bytes]] = deque()  # (sequence, codec, payload as sent)
+        # (sequence, codec, payload as sent, size taken): consecutive sequences, the oldest first.
+        self.unacked: deque[tuple[int, int, bytes, int]] = deque()
         self.next_seq = 1
         self.cursor = 1  # next sequence to transmit in this epoch
         self.highest_sent = 0
@@ -246,6 +273,7 @@ class _SenderRun:
         self.ctx = zmq.Context()
         self.sock: zmq.Socket | None = None
         self.monitor: zmq.Socket | None = None
+        self.next_monitor_look = 0.0
         self.last_heard = self.last_sent = self.last_hello = 0.0
 
     def run(self) -> BridgeStats:
@@ -254,11 +282,12 @@ class _SenderRun:
             while True:
                 if not self.ending and self.stop.is_set():
                     self._end()
-                if self.ending and not self.unacked:
-                    break
-                if time.monotonic() > self.drain_deadline:
-                    self.stats.abandoned = len(self.unacked)
-                    break
+                if self.ending:
+                    if not self.unacked:
+                        break
+                    if time.monotonic() > self.drain_deadline:
+                        self.stats.abandoned = len(self.unacked)
+                        break
                 self._read(0)
                 self._watch_peer()
                 if self.streaming:
@@ -339,23 +368,30 @@ class _SenderRun:
             self._control(HEARTBEAT, self.highest_sent)
 
     def _watch_peer(self) -> None:
-        if self.monitor is not None and self.monitor.poll(0):
-            self.monitor.recv_multipart()
-            self.stats.handshake_failures += 1
-            self.stats.auth_failures += 1
-            raise BridgeError(f"the receiver at '{self.cfg.endpoint}' refused this node's key for route "
-                              f"'{self.cfg.route}': both nodes need keys from one 'flowc keys generate' run")
-        if time.monotonic() - self.last_heard > 3 * self.cfg.heartbeat_s:
+        now = time.monotonic()
+        # A refused key shows up once, at the start of a connection: a millisecond's delay costs nothing, a
+        # poll on every pass of a busy loop does. EVENTS is one getsockopt, where ``poll`` builds a poller.
+        if self.monitor is not None and now >= self.next_monitor_look:
+            self.next_monitor_look = now + _MONITOR_EVERY_S
+            if self.monitor.get(zmq.EVENTS) & zmq.POLLIN:
+                self.monitor.recv_multipart()
+                self.stats.handshake_failures += 1
+                self.stats.auth_failures += 1
+                raise BridgeError(f"the receiver at '{self.cfg.endpoint}' refused this node's key for route "
+                                  f"'{self.cfg.route}': both nodes need keys from one 'flowc keys generate' run")
+        if now - self.last_heard > 3 * self.cfg.heartbeat_s:
             self.stats.peer_timeouts += 1
             self._connect()
 
     def _read(self, timeout_s: float) -> None:
+        sock = self.sock
         events = zmq.POLLIN | (zmq.POLLOUT if self.blocked else 0)
-        if timeout_s > 0 and not self.sock.poll(int(timeout_s * 1000), events):
+        if timeout_s > 0 and not sock.poll(int(timeout_s * 1000), events):
             return
-        while True:
+        # Ask before receiving: a receive on an empty socket raises, and the loop comes here on every pass.
+        while sock.get(zmq.EVENTS) & zmq.POLLIN:
             try:
-                frames = self.sock.recv_multipart(zmq.NOBLOCK)
+                frames = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
             if len(frames) == 2 and len(frames[0]) == _HEADER.size:
@@ -384,33 +420,68 @@ class _SenderRun:
                               f"{payload.decode(errors='replace')}")
 
     def _acknowledge(self, seq: int) -> None:
-        while self.unacked and self.unacked[0][0] <= seq:
-            self.unacked.popleft()
-            self.stats.acked += 1
+        unacked, released = self.unacked, 0
+        while unacked and unacked[0][0] <= seq:
+            unacked.popleft()
+            released += 1
+        self.stats.acked += released
         self.cursor = max(self.cursor, self._first_unacked())
 
     def _transmit(self) -> None:
+        """Send what is due from the cursor: a lone message as DATA, consecutive ones as BATCH frames."""
         self.blocked = False
+        stats = self.stats
         while self.unacked and self.cursor < self.next_seq:
-            seq, codec, data = self.unacked[self.cursor - self.unacked[0][0]]
-            if self.peer_limit is not None and len(data) > self.peer_limit:
-                # The receiver would drop the connection unread, and the resend would repeat forever.
-                raise BridgeError(f"message {seq} is {len(data)} bytes on the wire; the receiver at "
-                                  f"'{self.cfg.endpoint}' reads at most {self.peer_limit} (its ring is smaller)")
-            header = _header(DATA, codec, self.epoch, self.session, seq)
+            first = self.cursor
+            due = self._due()
+            if len(due) == 1:
+                _seq, codec, payload, _size = due[0]
+                if self.peer_limit is not None and len(payload) > self.peer_limit:
+                    # The receiver would drop the connection unread, and the resend would repeat forever.
+                    raise BridgeError(f"message {first} is {len(payload)} bytes on the wire; the receiver at "
+                                      f"'{self.cfg.endpoint}' reads at most {self.peer_limit} (its ring is smaller)")
+                header = _header(DATA, codec, self.epoch, self.session, first)
+            else:
+                header = _header(BATCH, 0, self.epoch, self.session, first)
+                pack, parts = RECORD.pack, []
+                for _seq, codec, data, _size in due:
+                    parts += (pack(codec, len(data)), data)
+                payload = b"".join(parts)
             try:
-                self.sock.send_multipart([header, data], zmq.NOBLOCK, copy=len(data) < 65536)
+                self.sock.send_multipart([header, payload], zmq.NOBLOCK, copy=len(payload) < 65536)
             except zmq.Again:
                 self.blocked = True
                 return
-            self.stats.bytes_on_wire += len(header) + len(data)
-            if seq <= self.highest_sent:
-                self.stats.resent += 1
-            else:
-                self.stats.sent += 1
-                self.highest_sent = seq
-            self.cursor += 1
+            last = first + len(due) - 1
+            again = max(0, min(last, self.highest_sent) - first + 1)
+            stats.resent += again
+            stats.sent += len(due) - again
+            stats.frames_sent += 1
+            stats.bytes_on_wire += len(header) + len(payload)
+            self.highest_sent = max(self.highest_sent, last)
+            self.cursor = last + 1
             self.last_sent = time.monotonic()
+
+    def _due(self) -> list[tuple[int, int, bytes, int]]:
+        """The messages of the next frame: the one at the cursor and as many following as fit one batch.
+
+        A batch stays within the receiver's frame limit twice over: its records as they travel (the frame
+        ZeroMQ checks) and the messages they decode to (what the receiver checks before delivering any).
+        Without a limit from the receiver there is nothing to measure a batch against: one message a frame.
+        """
+        unacked, limit = self.unacked, self.peer_limit
+        start = self.cursor - unacked[0][0]
+        if limit is None or self.cursor + 1 == self.next_seq:
+            return [unacked[start]]
+        wire_room, decoded_room = min(limit, _BATCH_BYTES), limit
+        due: list[tuple[int, int, bytes, int]] = []
+        for entry in islice(unacked, start, start + _BATCH_MESSAGES):
+            wire_room -= RECORD.size + len(entry[2])
+            decoded_room -= entry[3]
+            if due and (wire_room < 0 or decoded_room < 0):
+                break
+            due.append(entry)
+        return due
 
     def _pull(self) -> bool:
         """Take what the local channel has, up to the window; whether anything came."""
@@ -419,10 +490,14 @@ class _SenderRun:
             return False
         pending = self.streaming and not self.blocked and self.cursor < self.next_seq
         timeout = 0.0 if pending else min(0.01, self.cfg.heartbeat_s / 4)
-        taken = 0
-        while taken < min(room, 256):
+        recv, append = self.recv, self.unacked.append
+        encode = self.codec.encode if self.codec.id else None  # a route without compression sends what it takes
+        seq = first = self.next_seq
+        end = seq + min(room, _PULL_MESSAGES)
+        payload_bytes = compressed_bytes = 0
+        while seq < end:
             try:
-                message = self.recv(timeout)
+                message = recv(timeout)
             except EOFError:
                 self._end()
                 break
@@ -430,14 +505,17 @@ class _SenderRun:
                 if self.closed is not None and self.closed():
                     self._end()
                 break
-            codec, data = self.codec.encode(bytes(message))
-            self.unacked.append((self.next_seq, codec, data))
-            self.next_seq += 1
-            self.stats.payload_bytes += len(message)
-            self.stats.compressed_bytes += len(data)
-            taken += 1
+            message = bytes(message)
+            codec, data = (0, message) if encode is None else encode(message)
+            append((seq, codec, data, len(message)))
+            seq += 1
+            payload_bytes += len(message)
+            compressed_bytes += len(data)
             timeout = 0.0
-        return taken > 0 or pending
+        self.next_seq = seq
+        self.stats.payload_bytes += payload_bytes
+        self.stats.compressed_bytes += compressed_bytes
+        return seq > first or pending
 
     def _idle_wait(self) -> float:
         """How long to wait on the socket when there is nothing to take or send."""

@@ -6,8 +6,10 @@ are counted in ``auth_failures`` and never read), and a connection that has not 
 ``handshake_s`` is closed, so half-open connections cannot pile up. Even the trusted peer is not trusted with
 memory: a frame over the ring's largest message ends its connection before it is read
 (ZeroMQ's ``MAXMSGSIZE``), a payload is only raw or the route's own codec and is refused before
-decompressing if it says it is larger than the ring's largest message, another session can take over the
-route only once its sender has been silent for three heartbeats, and what a stranger can make it remember is
+decompressing if it says it is larger than the ring's largest message, a ``BATCH`` is checked whole (at most
+:data:`~flowc.runtime.wire.MAX_RECORDS` records, each as a ``DATA`` payload, their stated sizes together within
+the frame limit) before any of it is delivered, another session can take over the route only once its sender has
+been silent for three heartbeats, and what a stranger can make it remember is
 bounded (``max_peers``, oldest forgotten first). Every refused frame is counted by reason in
 :attr:`BridgeStats.rejects`; none is delivered, none ends the process.
 """
@@ -32,6 +34,7 @@ from flowc.runtime.bridge import BridgeError, BridgeStats, Event
 from flowc.runtime.route_keys import CurveKeys
 from flowc.runtime.wire import (
     ACK,
+    BATCH,
     DATA,
     HEADER,
     HEARTBEAT,
@@ -47,6 +50,7 @@ from flowc.runtime.wire import (
 from flowc.runtime.wire import header as _header
 
 _STATE = struct.Struct("<QQI")  # session, last delivered sequence, crc32 of the first 16 bytes
+_STATE_HEAD = struct.Struct("<QQ")  # the part of a state record its crc32 covers
 _POLL_S = 0.05  # longest the loop waits before it looks at ``stop`` again
 #: Deliveries are acknowledged after ``ack_every`` of them or this many seconds, whichever comes first: one ACK
 #: per message would double the route's traffic (and its CPU) for no gain, since the sender's window is large.
@@ -143,6 +147,7 @@ class _ReceiverRun:
         self.resynced: OrderedDict[tuple[int, int], None] = OrderedDict()
         self.handshakes = 0
         self.last_heard = 0.0
+        self.frame_limit = max(cfg.max_message, 4 * HEADER.size)
         self.state_fd: int | None = None
         self.saved: tuple[int, int] | None = None  # (session, last delivered) read at start
         self.ctx = zmq.Context()
@@ -186,7 +191,7 @@ class _ReceiverRun:
         # ZeroMQ reads a frame's length before its body: a longer frame closes the connection unread, so a
         # stranger cannot make this process allocate more than one message. The payload is never larger
         # than the message (the sender sends raw what would not shrink); the header is 24 bytes.
-        self.sock.setsockopt(zmq.MAXMSGSIZE, self._frame_limit())
+        self.sock.setsockopt(zmq.MAXMSGSIZE, self.frame_limit)
         self.sock.setsockopt(zmq.RCVHWM, max(16, min(1000, _INBOUND_QUEUE_BYTES // self.cfg.max_message)))
         self.sock.setsockopt(zmq.HANDSHAKE_IVL, max(1, int(self.cfg.handshake_s * 1000)))
         if self.cfg.auth is not None:
@@ -216,9 +221,6 @@ class _ReceiverRun:
         self.sock.curve_server = True
         self.sock.curve_secretkey = keys.secret
         self.sock.curve_publickey = keys.public
-
-    def _frame_limit(self) -> int:
-        return max(self.cfg.max_message, 4 * HEADER.size)
 
     def _open_state(self, path: str) -> None:
         """Open the state file without following a link, and only if it is this user's regular file."""
@@ -267,16 +269,21 @@ class _ReceiverRun:
         self.last_ack = time.monotonic()
 
     def _drain(self) -> None:
+        sock, stats = self.sock, self.stats
         for _ in range(4096):
+            # Ask before receiving: a receive on an empty socket raises, once per wake-up of the loop.
+            if not sock.get(zmq.EVENTS) & zmq.POLLIN:
+                return
             try:
-                frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=True)
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
             except zmq.Again:
                 return
-            self.stats.bytes_on_wire += sum(len(f) for f in frames[1:])
             if len(frames) == 3 and len(frames[1]) == HEADER.size:
+                stats.bytes_on_wire += HEADER.size + len(frames[2])
                 self._handle(frames[0], *HEADER.unpack(frames[1]), frames[2])
             else:
-                self.stats.reject("malformed")
+                stats.bytes_on_wire += sum(len(f) for f in frames[1:])
+                stats.reject("malformed")
             if self.unacked >= self.cfg.ack_every:
                 self._ack()
 
@@ -286,7 +293,7 @@ class _ReceiverRun:
             self._refuse(ident, epoch, session, "version", f"protocol version {version}, expected {VERSION}")
         elif kind == HELLO:
             self._hello(ident, codec, epoch, session, seq, payload)
-        elif kind not in (DATA, HEARTBEAT):
+        elif kind not in (DATA, BATCH, HEARTBEAT):
             self.stats.reject("kind")
         elif (session, epoch, ident) != (self.session, self.epoch, self.peer):
             self.stats.reject("unknown_session")
@@ -295,12 +302,16 @@ class _ReceiverRun:
             if (session, epoch) not in self.resynced:
                 self._remember(session, epoch)
                 self._reply(ident, RESYNC, epoch, session, self.expected)
-        elif kind == DATA:
-            self.last_heard = time.monotonic()
-            self._data(ident, codec, epoch, seq, payload)
-        else:
+        elif kind == HEARTBEAT:
             self.last_heard = time.monotonic()
             self._ack()
+        else:
+            self.last_heard = time.monotonic()
+            self.stats.frames_received += 1
+            if kind == DATA:
+                self._data(ident, codec, epoch, seq, payload)
+            else:
+                self._batch(ident, codec, epoch, seq, payload)
 
     def _remember(self, session: int, epoch: int) -> None:
         """Mark (session, epoch) as asked to resync, forgetting the oldest mark beyond ``max_peers``."""
@@ -336,7 +347,7 @@ class _ReceiverRun:
         self.peer, self.epoch = ident, epoch
         self.last_heard = time.monotonic()
         self.unacked = 0
-        self._reply(ident, WELCOME, epoch, session, self.expected, LIMIT.pack(self._frame_limit()))
+        self._reply(ident, WELCOME, epoch, session, self.expected, LIMIT.pack(self.frame_limit))
 
     def _data(self, ident: bytes, codec: int, epoch: int, seq: int, payload: bytes) -> None:
         if seq < self.expected:
@@ -344,25 +355,63 @@ class _ReceiverRun:
             self.unacked += 1  # say again what was delivered, so the sender lets go of it
             return
         if seq > self.expected:
-            if (self.session, epoch) not in self.resynced:  # a frame went missing: restart the epoch
-                self._remember(self.session, epoch)
-                self._reply(ident, RESYNC, epoch, self.session, self.expected)
+            self._gap(ident, epoch)
             return
         try:
             message = self.codec.decode(codec, payload)
         except FrameRejected as exc:
-            # Only the session's own sender gets here, so this is a misconfigured or broken peer: stop it
-            # with the reason rather than wait for a message that can never be delivered.
-            self.stats.reject(exc.reason)
-            self._reply(ident, REJECT, epoch, self.session, 0, str(exc).encode()[:_REASON_BYTES])
-            self.peer = None
+            self._stop_peer(ident, epoch, exc)
             return
-        self.send(message)
-        self.expected += 1
-        if self.state_fd is not None:
-            head = struct.pack("<QQ", self.session, seq)
-            os.pwrite(self.state_fd, head + struct.pack("<I", zlib.crc32(head)), 0)
-        self.unacked += 1
-        self.stats.received += 1
-        self.stats.payload_bytes += len(message)
-        self.stats.compressed_bytes += len(payload)
+        self._deliver([message], len(payload))
+
+    def _batch(self, ident: bytes, codec: int, epoch: int, seq: int, payload: bytes) -> None:
+        """Deliver the records of a BATCH that are new, once every record of it has passed its checks."""
+        if seq > self.expected:
+            self._gap(ident, epoch)
+            return
+        try:
+            if codec != 0:
+                raise FrameRejected("malformed", f"a batch whose header names codec id {codec}")
+            # The sum of a batch's messages is bounded by the frame limit this receiver announced in WELCOME.
+            count, messages, travelled = self.codec.decode_batch(payload, self.frame_limit, self.expected - seq)
+        except FrameRejected as exc:
+            self._stop_peer(ident, epoch, exc)
+            return
+        seen = count - len(messages)
+        if seen:
+            self.stats.duplicates_dropped += seen
+            self.unacked += seen
+        if messages:
+            self._deliver(messages, travelled)
+
+    def _gap(self, ident: bytes, epoch: int) -> None:
+        """A frame went missing before this one: restart the epoch (once per epoch)."""
+        if (self.session, epoch) not in self.resynced:
+            self._remember(self.session, epoch)
+            self._reply(ident, RESYNC, epoch, self.session, self.expected)
+
+    def _stop_peer(self, ident: bytes, epoch: int, exc: FrameRejected) -> None:
+        """Count a refused frame of the current sender and stop that sender with the reason.
+
+        Only the session's own sender gets here, so this is a misconfigured or broken peer: better it stops
+        than waits for a message that can never be delivered.
+        """
+        self.stats.reject(exc.reason)
+        self._reply(ident, REJECT, epoch, self.session, 0, str(exc).encode()[:_REASON_BYTES])
+        self.peer = None
+
+    def _deliver(self, messages: list[bytes], travelled: int) -> None:
+        """Put ``messages`` (sequences from ``expected`` on) into the local channel, recording each in the state."""
+        send, fd, session = self.send, self.state_fd, self.session
+        seq = self.expected
+        for message in messages:
+            send(message)
+            if fd is not None:
+                os.pwrite(fd, _STATE.pack(session, seq, zlib.crc32(_STATE_HEAD.pack(session, seq))), 0)
+            seq += 1
+            self.expected = seq
+        stats = self.stats
+        self.unacked += len(messages)
+        stats.received += len(messages)
+        stats.payload_bytes += sum(map(len, messages))
+        stats.compressed_bytes += travelled

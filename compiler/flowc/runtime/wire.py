@@ -4,6 +4,11 @@ Everything here reads bytes a stranger may have written, so every length is chec
 receiver owns before anything is allocated: an lz4 block states its size in its first four bytes and a zstd
 frame in its header, and both are refused above the limit (the ring's largest message) before decompressing.
 A frame that fails a check raises :class:`FrameRejected` with a short reason, which the receiver counts.
+
+A ``BATCH`` frame carries consecutive messages in one payload: records of a 5-byte head (:data:`RECORD`: codec id,
+length, network byte order) and that many bytes, each record raw or in the route's codec like a ``DATA`` payload.
+:meth:`Codec.decode_batch` checks the whole frame, including what all its messages add up to, before it returns
+any of them.
 """
 
 from __future__ import annotations
@@ -13,18 +18,22 @@ import struct
 import lz4.block
 import zstandard
 
-VERSION = 1
-DATA, HELLO, WELCOME, ACK, HEARTBEAT, RESYNC, REJECT = range(1, 8)
+#: Protocol version: 2 added BATCH frames (a version-1 peer is refused with a REJECT naming both versions).
+VERSION = 2
+DATA, HELLO, WELCOME, ACK, HEARTBEAT, RESYNC, REJECT, BATCH = range(1, 9)
 CODECS = {"none": 0, "lz4": 1, "zstd": 2}
 HEADER = struct.Struct("!BBBxIQQ")  # version, kind, codec, (pad), epoch, session, sequence
 LIMIT = struct.Struct("!Q")  # a WELCOME's payload: the largest frame the receiver reads
+RECORD = struct.Struct("!BI")  # a BATCH record's head: codec id, length of the bytes that follow
+#: Most records a receiver reads from one BATCH: each costs it a few objects, so the count is bounded as bytes are.
+MAX_RECORDS = 1024
 _LZ4_SIZE = struct.Struct("<i")  # what ``lz4.block.compress(store_size=True)`` puts first
 _MIN_COMPRESS = 64  # smaller payloads never shrink enough to pay for the work
 _ZSTD_MIN_WINDOW = 1 << 10  # zstd's smallest window (ZSTD_WINDOWLOG_MIN)
 
 #: Why a receiver refuses a frame; the keys of :attr:`BridgeStats.rejects`.
 REASONS = (
-    "malformed",  # not two frames, or a header of the wrong size
+    "malformed",  # not two frames, a header of the wrong size, or a batch that is not 1 to MAX_RECORDS records
     "version",  # another protocol version
     "kind",  # a kind only a receiver sends, or no kind at all
     "route",  # a HELLO for another route
@@ -32,7 +41,7 @@ REASONS = (
     "busy",  # a HELLO of another session while the route's sender is alive
     "unknown_session",  # data or heartbeat outside the current session, epoch and connection
     "corrupt",  # a payload that does not decompress
-    "too_large",  # a message larger than the receiving ring's largest
+    "too_large",  # a message larger than the receiving ring's largest, or a batch's messages together over its limit
 )
 
 
@@ -117,6 +126,69 @@ class Codec:
         Raises:
             FrameRejected: ``codec`` (not raw, not this route's), ``too_large`` or ``corrupt``.
         """
+        return self._expand(codec, data, self._stated_size(codec, data))
+
+    def decode_batch(self, payload: bytes, total_limit: int, skip: int = 0) -> tuple[int, list[bytes], int]:
+        """Check a whole ``BATCH`` payload, then decode its records from the ``skip``-th on.
+
+        Nothing is decompressed before every record has passed the checks of :meth:`decode` and the sizes
+        its records state add up to at most ``total_limit``, so a batch of many small records that each
+        claim a large message is refused unread.
+
+        Args:
+            payload: The records as they travelled (see :data:`RECORD`).
+            total_limit: Most bytes all the batch's messages may hold together.
+            skip: Records to check but not decode (messages the receiver already delivered).
+
+        Returns:
+            The number of records, the messages of records ``skip`` onwards, and those records' bytes as
+            they travelled.
+
+        Raises:
+            FrameRejected: ``malformed`` (no record, more than :data:`MAX_RECORDS`, or a record that does not
+                end where the payload does or the next record starts), what :meth:`decode` raises, or
+                ``too_large`` for the sum.
+
+        Example:
+            >>> codec = Codec("lz4", limit=1000)
+            >>> batch = b"".join(RECORD.pack(tag, len(data)) + data
+            ...                  for tag, data in (codec.encode(b"abc" * 300), codec.encode(b"xyz")))
+            >>> codec.decode_batch(batch, total_limit=1000, skip=1)
+            (2, [b'xyz'], 3)
+            >>> codec.decode_batch(batch, total_limit=900)
+            Traceback (most recent call last):
+            ...
+            flowc.runtime.wire.FrameRejected: a batch of 903 bytes of messages; this route's limit is 900
+        """
+        head, unpack = RECORD.size, RECORD.unpack_from
+        end, offset, total = len(payload), 0, 0
+        records: list[tuple[int, bytes, int]] = []
+        while offset < end:
+            if end - offset < head:
+                raise FrameRejected("malformed", f"a batch record head cut short at byte {offset}")
+            codec, length = unpack(payload, offset)
+            offset += head
+            if length > end - offset:
+                raise FrameRejected("malformed", f"a batch record of {length} bytes with {end - offset} left")
+            data = payload[offset:offset + length]
+            offset += length
+            # Raw records are the hot path of an uncompressed route: their size is their length.
+            size = length if codec == 0 and length <= self.limit else self._stated_size(codec, data)
+            total += size
+            if total > total_limit:  # stop reading at once: the rest of the records cannot make it smaller
+                raise FrameRejected("too_large", f"a batch of {total} bytes of messages; this route's limit is "
+                                                 f"{total_limit}")
+            if len(records) == MAX_RECORDS:
+                raise FrameRejected("malformed", f"a batch of more than {MAX_RECORDS} records")
+            records.append((codec, data, size))
+        if not records:
+            raise FrameRejected("malformed", "a batch without records")
+        expand = self._expand
+        kept = records[skip:]
+        return len(records), [expand(codec, data, size) for codec, data, size in kept], sum(len(r[1]) for r in kept)
+
+    def _stated_size(self, codec: int, data: bytes) -> int:
+        """The size ``data`` says it decodes to, checked against the codec and the limit before decoding."""
         if codec != 0 and codec != self.id:
             route = f"'{self.name}'" if self.id else "without compression"
             raise FrameRejected("codec", f"codec id {codec} on a route {'using ' if self.id else ''}{route}")
@@ -137,6 +209,10 @@ class Codec:
                 raise FrameRejected("corrupt", "zstd frame without a content size")
         if size > self.limit:
             raise FrameRejected("too_large", f"message of {size} bytes; this route's limit is {self.limit}")
+        return size
+
+    def _expand(self, codec: int, data: bytes, size: int) -> bytes:
+        """Decode ``data``, whose stated ``size`` :meth:`_stated_size` has checked."""
         if codec == 0:
             return data
         try:
