@@ -363,3 +363,36 @@ def test_unknown_compression_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown compression 'gzip'"):
         Sender("tcp://127.0.0.1:1", "quotes", compression="gzip")
     assert BridgeStats().as_dict()["compression_ratio"] == 1.0
+
+
+def test_a_streaming_sender_times_the_route_round_trip() -> None:
+    port = free_port()
+    sender_keys, receiver_keys = CurveKeys.pair()
+    sender_stop, receiver_stop = threading.Event(), threading.Event()
+    delivered: list[bytes] = []
+    count = [0]
+
+    started = time.monotonic()
+
+    def recv(timeout: float) -> bytes | None:  # one message every 5 ms, for 0.6 s
+        if count[0] >= 120:
+            raise EOFError
+        due = started + 0.005 * count[0]
+        if time.monotonic() < due:
+            time.sleep(min(timeout, due - time.monotonic()))
+            return None
+        count[0] += 1
+        return count[0].to_bytes(8, "little")
+
+    receiver = threading.Thread(target=Receiver(f"tcp://127.0.0.1:{port}", "quotes", heartbeat_s=HEARTBEAT_S,
+                                                auth=receiver_keys).run,
+                                args=(delivered.append, receiver_stop), daemon=True)
+    receiver.start()
+    stats = Sender(f"tcp://127.0.0.1:{port}", "quotes", heartbeat_s=HEARTBEAT_S, auth=sender_keys,
+                   drain_timeout_s=5.0).run(recv, sender_stop)
+    receiver_stop.set()
+    receiver.join(DEADLINE_S)
+    assert len(delivered) == 120
+    trips = stats.as_dict()["round_trip_us"]
+    assert trips["count"] >= 3, "a probe every 0.1 s while streaming"
+    assert 0 < trips["p50"] <= trips["p99"] <= trips["p999"] < 1_000_000

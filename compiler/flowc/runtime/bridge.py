@@ -73,7 +73,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from itertools import islice
-from typing import Protocol
+from typing import Any, Protocol
 
 import zmq
 
@@ -85,6 +85,7 @@ from flowc.runtime.wire import (
     HEARTBEAT,
     HELLO,
     LIMIT,
+    PROBE,
     RECORD,
     REJECT,
     RESYNC,
@@ -96,6 +97,10 @@ from flowc.runtime.wire import HEADER as _HEADER
 from flowc.runtime.wire import header as _header
 
 _POLL_S = 0.05  # longest a loop waits before it looks at ``stop`` again
+#: How often a streaming sender times the route's round trip (a HEARTBEAT whose echo comes back in an ACK).
+PROBE_S = 0.1
+#: Round-trip samples kept for the percentiles (the most recent ones).
+_ROUND_TRIPS_KEPT = 4096
 #: Largest frame a sender accepts: the receiver only ever sends a header and a short reason.
 _SENDER_MAX_FRAME = 4096
 #: Most bytes and messages one BATCH carries: a larger frame would hold up the socket (and the acks) for longer.
@@ -146,6 +151,8 @@ class BridgeStats:
             authentication).
         auth_failures: Of those, the peers whose key the route does not trust (receiver), or the times the
             receiver refused this sender's key (sender).
+        round_trips_ns: The route's latest round trips (sender): a probe ``HEARTBEAT`` out, its echo back in an
+            ``ACK``, every ``PROBE_S`` while streaming; ``as_dict`` reports their percentiles as ``round_trip_us``.
 
     Example:
         >>> stats = BridgeStats(sent=2, payload_bytes=300, compressed_bytes=100)
@@ -177,6 +184,7 @@ class BridgeStats:
     disconnects: int = 0
     handshake_failures: int = 0
     auth_failures: int = 0
+    round_trips_ns: list[int] = dataclasses.field(default_factory=list, repr=False)
 
     def reject(self, reason: str) -> None:
         """Count one refused frame under ``reason``."""
@@ -188,10 +196,24 @@ class BridgeStats:
         """Uncompressed over compressed payload bytes (1.0 before any message)."""
         return self.payload_bytes / self.compressed_bytes if self.compressed_bytes else 1.0
 
-    def as_dict(self) -> dict[str, int | float | dict[str, int]]:
-        """The counters and the compression ratio as a plain dict (``rejects`` sorted by reason)."""
+    def round_trip(self, nanoseconds: int) -> None:
+        """Record one round trip of the route (sender): a probe out, its echo back."""
+        if 0 <= nanoseconds < 1 << 62:
+            self.round_trips_ns.append(nanoseconds)
+            if len(self.round_trips_ns) > _ROUND_TRIPS_KEPT:
+                del self.round_trips_ns[: len(self.round_trips_ns) - _ROUND_TRIPS_KEPT]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The counters, the compression ratio and the round trip's percentiles as a plain dict.
+
+        ``rejects`` is sorted by reason; ``round_trip_us`` has ``p50``, ``p99``, ``p999`` and ``count`` (sender).
+        """
         counters = dataclasses.asdict(self)
         counters["rejects"] = dict(sorted(self.rejects.items()))
+        ordered = sorted(counters.pop("round_trips_ns"))
+        counters["round_trip_us"] = {
+            **{key: round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000, 1) if ordered else 0.0
+               for key, q in (("p50", 0.5), ("p99", 0.99), ("p999", 0.999))}, "count": len(ordered)}
         return {**counters, "compression_ratio": round(self.compression_ratio, 4)}
 
 
@@ -274,7 +296,7 @@ class _SenderRun:
         self.sock: zmq.Socket | None = None
         self.monitor: zmq.Socket | None = None
         self.next_monitor_look = 0.0
-        self.last_heard = self.last_sent = self.last_hello = 0.0
+        self.last_heard = self.last_sent = self.last_hello = self.last_probe = 0.0
 
     def run(self) -> BridgeStats:
         try:
@@ -364,8 +386,10 @@ class _SenderRun:
             if now - self.last_hello >= min(0.1, self.cfg.heartbeat_s):
                 self.last_hello = now
                 self._control(HELLO, self._first_unacked(), self.cfg.route.encode())
-        elif now - self.last_sent >= self.cfg.heartbeat_s:
-            self._control(HEARTBEAT, self.highest_sent)
+        elif now - self.last_sent >= self.cfg.heartbeat_s or now - self.last_probe >= PROBE_S:
+            # Also while streaming, a few times a second: the echo times the route's round trip.
+            self.last_probe = now
+            self._control(HEARTBEAT, self.highest_sent, PROBE.pack(time.monotonic_ns()))
 
     def _watch_peer(self) -> None:
         now = time.monotonic()
@@ -404,6 +428,8 @@ class _SenderRun:
         self.last_heard = time.monotonic()
         if kind == ACK:
             self._acknowledge(seq)
+            if len(payload) == PROBE.size:
+                self.stats.round_trip(time.monotonic_ns() - PROBE.unpack(payload)[0])
         elif kind == WELCOME and epoch == self.epoch and not self.streaming:
             self.peer_limit = LIMIT.unpack(payload)[0] if len(payload) == LIMIT.size else None
             self._acknowledge(seq - 1)

@@ -40,6 +40,7 @@ from flowc.runtime.wire import (
     HEARTBEAT,
     HELLO,
     LIMIT,
+    PROBE,
     REJECT,
     RESYNC,
     VERSION,
@@ -304,7 +305,10 @@ class _ReceiverRun:
                 self._reply(ident, RESYNC, epoch, session, self.expected)
         elif kind == HEARTBEAT:
             self.last_heard = time.monotonic()
-            self._ack()
+            # Answered at once, echoing the sender's probe (at most 8 bytes): the sender times its round trip.
+            self._reply(self.peer, ACK, self.epoch, self.session, self.expected - 1, payload[:PROBE.size])
+            self.unacked = 0
+            self.last_ack = self.last_heard
         else:
             self.last_heard = time.monotonic()
             self.stats.frames_received += 1

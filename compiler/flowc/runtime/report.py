@@ -166,7 +166,17 @@ def render_table(report: dict[str, Any]) -> Any:
                         f"{lat['p999']:.1f}")
     lat = report["latency_us"]
     latency.add_row("all", "", str(lat["count"]), f"{lat['p50']:.1f}", f"{lat['p99']:.1f}", f"{lat['p999']:.1f}")
-    return Group(channels, actors, latency)
+    routes = Table(title="routes (round trip: a sender's probe to the receiver and back, µs)")
+    for column in ("route leg", "messages", "frames", "rejected", "round trip p50", "p99", "p99.9"):
+        routes.add_column(column, justify="left" if column == "route leg" else "right")
+    for leg, r in report.get("routes", {}).items():
+        trip = r.get("round_trip_us") or {}
+        moved = r.get("sent", 0) + r.get("received", 0)
+        frames = r.get("frames_sent", 0) + r.get("frames_received", 0)
+        timed = bool(trip.get("count"))
+        routes.add_row(leg, str(moved), str(frames), str(r.get("rejected", 0)),
+                       *(f"{trip[k]:.1f}" if timed else "-" for k in ("p50", "p99", "p999")))
+    return Group(channels, actors, latency, routes) if report.get("routes") else Group(channels, actors, latency)
 
 
 def _percentiles(samples: list[int]) -> dict[str, float | int]:

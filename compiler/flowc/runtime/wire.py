@@ -24,6 +24,7 @@ DATA, HELLO, WELCOME, ACK, HEARTBEAT, RESYNC, REJECT, BATCH = range(1, 9)
 CODECS = {"none": 0, "lz4": 1, "zstd": 2}
 HEADER = struct.Struct("!BBBxIQQ")  # version, kind, codec, (pad), epoch, session, sequence
 LIMIT = struct.Struct("!Q")  # a WELCOME's payload: the largest frame the receiver reads
+PROBE = struct.Struct("!Q")  # a HEARTBEAT's payload, echoed by the ACK that answers it: the sender's send time (ns)
 RECORD = struct.Struct("!BI")  # a BATCH record's head: codec id, length of the bytes that follow
 #: Most records a receiver reads from one BATCH: each costs it a few objects, so the count is bounded as bytes are.
 MAX_RECORDS = 1024
