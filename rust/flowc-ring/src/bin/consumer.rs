@@ -1,0 +1,47 @@
+//! `flowc-ring-consumer`: an actor that writes every message of its input channel (from `FLOWC_CHANNELS`) to
+//! stdout as a length-prefixed frame, until the channel is closed and drained (exit 0) or `--count` messages.
+
+mod cli;
+
+use std::io::{BufWriter, Write};
+use std::process::ExitCode;
+
+use flowc_ring::{Channels, Received};
+
+const NAME: &str = "flowc-ring-consumer";
+const USAGE: &str = "flowc-ring-consumer [--channel NAME] [--timeout SECONDS] [--count N] > frames";
+
+fn main() -> ExitCode {
+    let opts = match cli::options(USAGE) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let result = run(&opts, &mut out);
+    let flushed = out.flush();
+    match result.and_then(|n| flushed.map(|()| n).map_err(|e| format!("writing stdout: {e}"))) {
+        Ok(received) => {
+            eprintln!("{NAME}: received {received}");
+            ExitCode::SUCCESS
+        }
+        Err(why) => cli::fail(NAME, why),
+    }
+}
+
+fn run(opts: &cli::Options, out: &mut impl Write) -> Result<u64, String> {
+    let channels = Channels::from_env().map_err(|e| e.to_string())?;
+    let channel = cli::pick(&opts.channel, channels.inputs.keys(), "input")?;
+    let mut rx = channels.consumer(&channel).map_err(|e| format!("channel '{channel}': {e}"))?;
+    let (mut buf, mut received) = (Vec::new(), 0u64);
+    while opts.count.is_none_or(|n| received < n) {
+        match rx.recv(&mut buf, opts.timeout).map_err(|e| format!("channel '{channel}': {e}"))? {
+            Received::Message(_) => {
+                cli::write_frame(out, &buf).map_err(|e| format!("writing stdout: {e}"))?;
+                received += 1;
+            }
+            Received::TimedOut => return Err(format!("channel '{channel}': timed out after {received} messages")),
+            Received::Closed => break,
+        }
+    }
+    Ok(received)
+}
