@@ -1,7 +1,10 @@
 """Hatchling build hook: compile the ``flowc.runtime._ring`` C extension with the system C compiler.
 
-A standard wheel gets the shared object at ``flowc/runtime/_ring<EXT_SUFFIX>`` and a platform tag; an editable
-install builds it next to ``_ring.c`` so the source tree imports it (the file is git-ignored).
+The extension is ``_ring.c``, the CPython wrapper, which includes ``flowc_ring.c`` (the ring library C actors
+compile too, declared in ``include/flowc_ring.h``) so that it stays one translation unit. A standard wheel gets the
+shared object at ``flowc/runtime/_ring<EXT_SUFFIX>`` and a platform tag; an editable install builds it next to
+``_ring.c`` so the source tree imports it (the file is git-ignored). The header and the library's sources ship in the
+wheel as package data, for ``flowc ring-include``.
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ SOURCE = Path("compiler/flowc/runtime/_ring.c")
 
 
 def compile_extension(source: Path, target: Path) -> None:
-    """Compile ``source`` into the CPython extension module ``target``.
+    """Compile ``source`` (which includes the ring library beside it) into the CPython extension module ``target``.
 
     Args:
-        source: The C file.
+        source: The wrapper's C file.
         target: Output path, ending in the interpreter's ``EXT_SUFFIX``.
 
     Raises:
@@ -32,7 +35,9 @@ def compile_extension(source: Path, target: Path) -> None:
     compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
     if compiler is None:
         raise RuntimeError("flowc needs a C compiler (gcc) to build flowc.runtime._ring")
-    cmd = [compiler, "-O2", "-g0", "-Wall", "-shared", "-fPIC", "-std=gnu11",
+    # Hidden visibility keeps the library's flowc_* symbols private to the extension (only PyInit__ring is
+    # exported), so they cannot clash with another copy of the library loaded in the same process.
+    cmd = [compiler, "-O2", "-g0", "-Wall", "-shared", "-fPIC", "-std=gnu11", "-fvisibility=hidden", "-pthread",
            f"-I{sysconfig.get_paths()['include']}", str(source), "-o", str(target)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
