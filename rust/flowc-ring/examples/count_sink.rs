@@ -11,7 +11,7 @@ use flowc_ring::{Channels, Received};
 
 fn main() -> ExitCode {
     match run() {
-        Ok((count, disorder)) if disorder == 0 => {
+        Ok((count, 0)) => {
             eprintln!("count_sink: received {count} messages, in order");
             ExitCode::SUCCESS
         }
