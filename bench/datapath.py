@@ -9,6 +9,17 @@ one core (flowc against a pipe). Ratios are against baselines measured in the sa
 * idle flowc consumer < 5 % of a core;
 * flowc round trip with both ends on one core ≤ 10 × a pipe's on one core.
 
+Next to them, native round trips against the floor of the machine, measured in the same run:
+``bench/cacheline_floor.c`` bounces one cache line between the two cores (nothing can be faster), and
+``bench/ring_rtt.c`` (C API) and ``rust/flowc-ring/examples/ring_rtt.rs`` (Rust crate) ping-pong over two flowc
+rings with one process per end. Goals:
+
+* flowc C↔C round trip p50 ≤ 2 × the cache-line floor;
+* flowc Python↔C (Python pings, C echoes) no slower than Python↔Python.
+
+The C programs are compiled with ``cc`` into a temporary directory and the Rust example with ``cargo --offline``;
+a row whose tool is missing, or whose build fails, is left out with a note.
+
 Usage::
 
     python bench/datapath.py            # full run (a few minutes)
@@ -23,9 +34,13 @@ import json
 import multiprocessing as mp
 import os
 import resource
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from flowc.runtime.report import percentile
@@ -35,6 +50,9 @@ CTX = mp.get_context("fork")  # children inherit the mapped rings and pipes; not
 RING_BYTES = 1 << 20
 LABELS = {"flowc": "flowc ring", "pipe": "os.pipe", "mpq": "multiprocessing.Queue", "pyzmq": "pyzmq PAIR ipc://"}
 Ends = tuple[Callable[[bytes], Any], Callable[[], Any]]
+BENCH = Path(__file__).resolve().parent
+RUST_CRATE = BENCH.parent / "rust" / "flowc-ring"
+NATIVE_LABELS = {"floor": "cache-line floor (C)", "c": "flowc ring C↔C", "rust": "flowc ring Rust↔Rust"}
 
 
 class PipeTransport:
@@ -192,17 +210,21 @@ def round_trips(kind: str, n: int, warm: int, cpus: tuple[int, int], size: int =
     transport = TRANSPORTS[kind](size)
     try:
         proc = _run_child(_echo, (transport, n + warm, cpus[1]))
-        send, recv = transport.ends("parent")
-        message, clock, samples = b"p" * size, time.perf_counter_ns, []
-        for i in range(n + warm):
-            start = clock()
-            send(message)
-            recv()
-            if i >= warm:
-                samples.append((clock() - start) / 1000)
+        samples = _ping(*transport.ends("parent"), n, warm, size)
         proc.join()
     finally:
         transport.close()  # rings and socket files must not outlive an interrupted run
+    return samples
+
+
+def _ping(send: Callable[[bytes], Any], recv: Callable[[], Any], n: int, warm: int, size: int) -> list[float]:
+    message, clock, samples = b"p" * size, time.perf_counter_ns, []
+    for i in range(n + warm):
+        start = clock()
+        send(message)
+        recv()
+        if i >= warm:
+            samples.append((clock() - start) / 1000)
     return samples
 
 
@@ -264,6 +286,145 @@ def idle_cpu_pct(seconds: float, cpu: int) -> float:
     return value
 
 
+def build_native(workdir: str) -> tuple[dict[str, str], list[str]]:
+    """Compile the cache-line floor and the C ping-pong, and build the Rust example.
+
+    Args:
+        workdir: A temporary directory for the C binaries.
+
+    Returns:
+        The executables by key of ``NATIVE_LABELS`` (missing when they could not be built), and one note per
+        program that was not built, saying why.
+    """
+    built: dict[str, str] = {}
+    notes: list[str] = []
+    cc = shutil.which("cc")
+    if cc is None:
+        notes.append("cc not found: no cache-line floor, C↔C or Python↔C rows")
+    else:
+        flowc = [sys.executable, "-m", "flowc", "ring-include"]
+        cflags = subprocess.run([*flowc, "--cflags"], capture_output=True, text=True, check=True).stdout.split()
+        sources = subprocess.run([*flowc, "--sources"], capture_output=True, text=True, check=True).stdout.split()
+        programs = {"floor": ([str(BENCH / "cacheline_floor.c")], []), "c": ([str(BENCH / "ring_rtt.c")], sources)}
+        for key, (main_source, extra) in programs.items():
+            exe = os.path.join(workdir, key)
+            done = subprocess.run([cc, "-O2", *cflags, "-o", exe, *main_source, *extra], capture_output=True,
+                                  text=True)
+            if done.returncode == 0:
+                built[key] = exe
+            else:
+                notes.append(f"{NATIVE_LABELS[key]} not built: {done.stderr.strip()[-300:]}")
+    cargo = shutil.which("cargo")
+    if cargo is None:
+        notes.append("cargo not found: no Rust↔Rust row")
+    else:
+        manifest = RUST_CRATE / "Cargo.toml"
+        done = subprocess.run([cargo, "build", "--release", "--offline", "--examples", "--manifest-path",
+                               str(manifest)], capture_output=True, text=True)
+        exe = RUST_CRATE / "target" / "release" / "examples" / "ring_rtt"
+        if done.returncode == 0 and exe.is_file():
+            built["rust"] = str(exe)
+        else:
+            notes.append(f"Rust example not built: {done.stderr.strip()[-300:]}")
+    return built, notes
+
+
+def _pinned(cpu: int) -> Callable[[], None]:
+    return lambda: os.sched_setaffinity(0, {cpu})
+
+
+def floor_round_trips(exe: str, n: int, cpus: tuple[int, int]) -> dict[str, float]:
+    """The cache-line floor: ``n`` round trips of one cache line between ``cpus`` (bench/cacheline_floor.c).
+
+    Returns:
+        ``{"n", "p50_ns", "p99_ns", "p999_ns"}`` as the program prints it.
+    """
+    done = subprocess.run([exe, str(n), str(cpus[0]), str(cpus[1])], capture_output=True, text=True, check=True,
+                          timeout=120)
+    return json.loads(done.stdout)
+
+
+def native_round_trips(exe: str, n: int, cpus: tuple[int, int]) -> dict[str, float]:
+    """Ping-pong ``n`` measured 64 B round trips between two processes of ``exe`` (roles ``ping`` and ``pong``).
+
+    The rings are created here, as the launcher would, and removed afterwards; ping runs on ``cpus[0]``, pong on
+    ``cpus[1]``.
+
+    Returns:
+        ``{"n", "p50_ns", "p99_ns", "p999_ns"}`` as the ping end prints it.
+    """
+    transport = FlowcTransport(64)
+    pong = None
+    try:
+        args = [*transport.names, str(n)]
+        pong = subprocess.Popen([exe, "pong", *args], preexec_fn=_pinned(cpus[1]))
+        done = subprocess.run([exe, "ping", *args], capture_output=True, text=True, check=True, timeout=120,
+                              preexec_fn=_pinned(cpus[0]))
+        if pong.wait(timeout=30) != 0:
+            raise RuntimeError(f"{exe} pong exited with {pong.returncode}")
+        return json.loads(done.stdout)
+    finally:
+        if pong is not None and pong.poll() is None:
+            pong.kill()
+            pong.wait()
+        transport.close()
+
+
+def python_c_round_trips(exe: str, n: int, cpus: tuple[int, int]) -> list[float]:
+    """Python pings (as ``round_trips("flowc", ...)`` does) and ``ring_rtt pong`` echoes; n/10 warm-up round trips.
+
+    Returns:
+        Round-trip times in µs.
+    """
+    os.sched_setaffinity(0, {cpus[0]})
+    transport = FlowcTransport(64)
+    pong = None
+    try:
+        pong = subprocess.Popen([exe, "pong", *transport.names, str(n)], preexec_fn=_pinned(cpus[1]))
+        samples = _ping(*transport.ends("parent"), n, n // 10, 64)
+        if pong.wait(timeout=30) != 0:
+            raise RuntimeError(f"{exe} pong exited with {pong.returncode}")
+    finally:
+        if pong is not None and pong.poll() is None:
+            pong.kill()
+            pong.wait()
+        transport.close()
+    return samples
+
+
+def measure_native(quick: bool, cpus: tuple[int, int], result: dict[str, Any]) -> None:
+    """Build and run the native round trips, adding their keys (``None`` when not measured) and notes to ``result``.
+
+    Args:
+        quick: Fewer round trips.
+        cpus: The two cores to pin to.
+        result: The result dictionary of ``measure``.
+    """
+    scale = 1 if quick else 5
+    n, py_n = 100_000 * scale, 20_000 * scale
+    for key in NATIVE_LABELS:
+        for q in ("p50", "p99", "p999"):
+            result[f"{key}_rtt_{q}_ns"] = None
+    for q in ("p50", "p99", "p999"):
+        result[f"flowc_py_c_rtt_{q}_us"] = None
+    with tempfile.TemporaryDirectory(prefix="flowc-bench-") as workdir:
+        built, notes = build_native(workdir)
+        if "floor" in built and cpus[0] == cpus[1]:
+            # Two busy-waiters on one core hand over only when the scheduler preempts one: no floor to speak of.
+            del built["floor"]
+            notes.append("one CPU only: no cache-line floor")
+        for key, exe in built.items():
+            run = floor_round_trips if key == "floor" else native_round_trips
+            for q, value in run(exe, n, cpus).items():
+                if q != "n":
+                    result[f"{key}_rtt_{q}"] = value
+        if "c" in built:
+            rtt = python_c_round_trips(built["c"], py_n, cpus)
+            for q, key in ((0.5, "p50"), (0.99, "p99"), (0.999, "p999")):
+                result[f"flowc_py_c_rtt_{key}_us"] = round(percentile(rtt, q), 2)
+    result["native_notes"] = notes
+
+
 def measure(quick: bool, cpus: tuple[int, int]) -> dict[str, Any]:
     """Run every measurement once.
 
@@ -291,19 +452,25 @@ def measure(quick: bool, cpus: tuple[int, int]) -> dict[str, Any]:
         rtt = round_trips(kind, 5_000 * scale, 500 * scale, shared)
         result[f"{kind}_shared_core_rtt_p50_us"] = round(percentile(rtt, 0.5), 2)
         result[f"{kind}_shared_core_rtt_p99_us"] = round(percentile(rtt, 0.99), 2)
+    measure_native(quick, cpus, result)
     result["goals"] = goals(result)
     return result
 
 
 def goals(r: dict[str, Any]) -> dict[str, bool]:
-    """Each goal of the data path, met or not, from one run's results."""
-    return {
+    """Each goal of the data path, met or not, from one run's results (a native goal only when it was measured)."""
+    met = {
         "rtt_p50 <= pyzmq/20": r["flowc_rtt_p50_us"] <= r["pyzmq_rtt_p50_us"] / 20,
         "rtt_p99 <= 3 x p50": r["flowc_rtt_p99_us"] <= 3 * r["flowc_rtt_p50_us"],
         "64 B stream >= os.pipe": r["flowc_msgs_per_s_64"] >= r["pipe_msgs_per_s_64"],
         "idle consumer < 5% CPU": r["flowc_idle_cpu_pct"] < 5,
         "shared-core rtt <= 10 x pipe": r["flowc_shared_core_rtt_p50_us"] <= 10 * r["pipe_shared_core_rtt_p50_us"],
     }
+    if r.get("c_rtt_p50_ns") is not None and r.get("floor_rtt_p50_ns") is not None:
+        met["C<->C rtt_p50 <= 2 x floor"] = r["c_rtt_p50_ns"] <= 2 * r["floor_rtt_p50_ns"]
+    if r.get("flowc_py_c_rtt_p50_us") is not None:
+        met["Python<->C rtt <= Python<->Python"] = r["flowc_py_c_rtt_p50_us"] <= r["flowc_rtt_p50_us"]
+    return met
 
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -336,15 +503,40 @@ def render(r: dict[str, Any], note: str) -> str:
         "shared-core rtt <= 10 x pipe":
             f"{r['flowc_shared_core_rtt_p50_us'] / r['pipe_shared_core_rtt_p50_us']:.2f} x pipe",
     }
+    native, from_python, native_details = render_native(r)
+    details.update(native_details)
     return "\n".join([
         note, "", "Round trip, 64 B (µs)",
         *table(["transport", "p50", "p99", "p99.9", "p50 ÷ pipe", "p50 ÷ pyzmq"], rtt),
         "", "One-way stream (messages/s)",
         *table(["transport", "64 B", "÷ pipe", "4 KiB", "÷ pipe", "4 KiB MB/s"], streams),
         "", "Both ends on one core, round trip 64 B (µs)", *table(["transport", "p50", "p99"], shared),
+        "", "Native round trip, 64 B, one process per end (ns)", *native,
+        "", "flowc round trip from a Python ping, 64 B (µs)", *from_python,
         "", f"Idle flowc consumer: {r['flowc_idle_cpu_pct']:.2f}% of a core", "", "Goals",
-        *(f"  [{'met' if met else 'MISSED'}] {goal:<30} {details[goal]}" for goal, met in r["goals"].items()),
+        *(f"  [{'met' if met else 'MISSED'}] {goal:<34} {details[goal]}" for goal, met in r["goals"].items()),
     ])
+
+
+def render_native(r: dict[str, Any]) -> tuple[list[str], list[str], dict[str, str]]:
+    """The native table, the Python-ping table and the details of the native goals."""
+    floor = r.get("floor_rtt_p50_ns")
+    native = [[label, *(f"{r[f'{key}_rtt_{q}_ns']:,.0f}" for q in ("p50", "p99", "p999")),
+               f"{r[f'{key}_rtt_p50_ns'] / floor:.2f}" if floor else "–"]
+              for key, label in NATIVE_LABELS.items() if r.get(f"{key}_rtt_p50_ns") is not None]
+    py = r["flowc_rtt_p50_us"]
+    from_python = [[label, *(f"{r[f'{kind}_rtt_{q}_us']:.2f}" for q in ("p50", "p99", "p999")),
+                    f"{r[f'{kind}_rtt_p50_us'] / py:.3f}"]
+                   for kind, label in (("flowc", "Python↔Python"), ("flowc_py_c", "Python↔C"))
+                   if r.get(f"{kind}_rtt_p50_us") is not None]
+    details = {}
+    if r.get("c_rtt_p50_ns") is not None and floor:
+        details["C<->C rtt_p50 <= 2 x floor"] = f"{r['c_rtt_p50_ns']:,.0f} vs {2 * floor:,.0f} ns"
+    if r.get("flowc_py_c_rtt_p50_us") is not None:
+        details["Python<->C rtt <= Python<->Python"] = f"{r['flowc_py_c_rtt_p50_us'] / py:.3f} x Python<->Python"
+    notes = [f"  note: {note}" for note in r.get("native_notes", [])]
+    return ([*table(["transport", "p50", "p99", "p99.9", "p50 ÷ floor"], native), *notes],
+            table(["ends", "p50", "p99", "p99.9", "p50 ÷ Python↔Python"], from_python), details)
 
 
 def main() -> int:
