@@ -6,7 +6,7 @@ use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::layout::*;
 use crate::producer::diff;
 use crate::segment::Segment;
@@ -38,14 +38,7 @@ pub struct Consumer {
 impl Consumer {
     pub(crate) fn new(seg: Arc<Segment>, index: u32) -> Consumer {
         let m = *seg.meta();
-        Consumer {
-            cap: m.capacity,
-            drop: m.drop_oldest(),
-            budget: Budget { spin: Duration::from_nanos(m.spin_ns), yield_: Duration::from_nanos(m.yield_ns) },
-            cached: 0,
-            seg,
-            index,
-        }
+        Consumer { cap: m.capacity, drop: m.drop_oldest(), budget: Budget::of(&m), cached: 0, seg, index }
     }
 
     /// Overrides the ring's busy-poll and yield budgets for this endpoint.
@@ -53,11 +46,7 @@ impl Consumer {
     /// # Errors
     /// [`Error::BadBudget`] beyond one second each.
     pub fn set_wait_budget(&mut self, spin: Duration, yield_: Duration) -> Result<()> {
-        let max = Duration::from_nanos(MAX_BUDGET_NS);
-        if spin > max || yield_ > max {
-            return Err(Error::BadBudget);
-        }
-        self.budget = Budget { spin, yield_ };
+        self.budget = Budget::checked(spin, yield_)?;
         Ok(())
     }
 

@@ -54,7 +54,7 @@ impl Producer {
         Producer {
             cap: m.capacity,
             drop: m.drop_oldest(),
-            budget: Budget { spin: Duration::from_nanos(m.spin_ns), yield_: Duration::from_nanos(m.yield_ns) },
+            budget: Budget::of(&m),
             pid: std::process::id() as i32,
             cached: 0,
             seg,
@@ -67,11 +67,7 @@ impl Producer {
     /// # Errors
     /// [`Error::BadBudget`] beyond one second each.
     pub fn set_wait_budget(&mut self, spin: Duration, yield_: Duration) -> Result<()> {
-        let max = Duration::from_nanos(MAX_BUDGET_NS);
-        if spin > max || yield_ > max {
-            return Err(Error::BadBudget);
-        }
-        self.budget = Budget { spin, yield_ };
+        self.budget = Budget::checked(spin, yield_)?;
         Ok(())
     }
 

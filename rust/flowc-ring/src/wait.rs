@@ -4,6 +4,8 @@
 use std::sync::atomic::{fence, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::error::{Error, Result};
+use crate::layout::{Meta, MAX_BUDGET_NS};
 use crate::sys;
 
 /// A sleeping waiter wakes at least this often (as `_ring.c`'s signal poll): it re-checks its condition, so a
@@ -37,6 +39,22 @@ pub(crate) fn doorbell_ring(seq: &AtomicU32, waiters: &AtomicU32) {
 pub(crate) struct Budget {
     pub spin: Duration,
     pub yield_: Duration,
+}
+
+impl Budget {
+    /// The budgets a segment's header sets for its endpoints.
+    pub fn of(meta: &Meta) -> Budget {
+        Budget { spin: Duration::from_nanos(meta.spin_ns), yield_: Duration::from_nanos(meta.yield_ns) }
+    }
+
+    /// Budgets an endpoint asks for instead, each at most one second.
+    pub fn checked(spin: Duration, yield_: Duration) -> Result<Budget> {
+        let max = Duration::from_nanos(MAX_BUDGET_NS);
+        if spin > max || yield_ > max {
+            return Err(Error::BadBudget);
+        }
+        Ok(Budget { spin, yield_ })
+    }
 }
 
 /// Waits until `cond` holds (true) or the deadline passes (false): spin for the spin budget, yield for the
