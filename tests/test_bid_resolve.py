@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -12,6 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from flowc.cli import main
+
+from conftest import serve_http
 
 ROUTES = {
     "/v2/projects": [{"fid": "proj_123", "name": "research", "created_at": "2026-01-01T00:00:00Z"}],
@@ -44,13 +45,10 @@ def api(monkeypatch: pytest.MonkeyPatch):
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("MITHRIL_API_URL", f"http://127.0.0.1:{server.server_address[1]}")
-    monkeypatch.setenv("MITHRIL_API_KEY", "secret-key-123")
-    yield seen
-    server.shutdown()
+    with serve_http(Handler) as url:
+        monkeypatch.setenv("MITHRIL_API_URL", url)
+        monkeypatch.setenv("MITHRIL_API_KEY", "secret-key-123")
+        yield seen
 
 
 def test_resolve_turns_names_into_ids(api, tmp_path: Path) -> None:

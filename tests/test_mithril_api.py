@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -35,6 +35,8 @@ from flowc.providers.mithril.api.errors import (
     ValidationFailed,
 )
 from flowc.providers.mithril.domain.cache import TtlCache
+
+from conftest import serve_http
 
 KEY = "fkey_TESTSECRET_0123456789abcdef"
 
@@ -187,14 +189,8 @@ def _handler(fake: FakeMithril) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def mithril() -> Any:
     fake = FakeMithril()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield fake
-    server.shutdown()
-    server.server_close()
+    with serve_http(_handler(fake)) as fake.url:
+        yield fake
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -50,6 +50,8 @@ from flowc.providers.mithril.api.errors import (
     ServerError,
     ValidationFailed,
 )
+
+from conftest import serve_http
 
 KEY = "fkey_WRITESECRET_0123456789abcdef"
 SCRIPT_MARKER = "echo TOP-SECRET-STARTUP-LINE"
@@ -198,15 +200,9 @@ def _handler(fake: FakeMithril) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def mithril() -> Iterator[FakeMithril]:
     fake = FakeMithril()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield fake
-    fake.release.set()
-    server.shutdown()
-    server.server_close()
+    with serve_http(_handler(fake)) as fake.url:
+        yield fake
+        fake.release.set()  # hanging answers end before the server stops
 
 
 @pytest.fixture(autouse=True)
