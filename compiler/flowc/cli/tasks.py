@@ -225,13 +225,13 @@ def status(origin: str | None, project: str | None, show_all: bool, watch: bool,
             if not watch:
                 _render_status(compute.list_tasks(project_id, names), names, fmt)
                 return EXIT_OK
+            import time
+
             from rich.live import Live
 
             with Live(auto_refresh=False) as live:
                 while True:
                     live.update(_status_table(compute.list_tasks(project_id, names), names), refresh=True)
-                    import time
-
                     time.sleep(POLL_S)
         except KeyboardInterrupt:
             return EXIT_OK
