@@ -806,7 +806,31 @@ int flowc_send(flowc_producer *p, const void *data, size_t len, int64_t timeout_
 
 /* ------------------------------------------------------------------ consumer */
 
+/* Loads one word at `p` and discards it: a hardware read that is not a C access (it cannot race with a producer's
+ * memcpy in the language's model, and ThreadSanitizer does not see it). A prefetch hint elsewhere. */
+static inline void touch(const void *p) {
+#if defined(__x86_64__)
+    __asm__ __volatile__("movl (%0), %%eax" : : "r"(p) : "eax");
+#elif defined(__aarch64__)
+    uint32_t ignored;
+    __asm__ __volatile__("ldr %w0, [%1]" : "=r"(ignored) : "r"(p));
+#else
+    __builtin_prefetch(p, 0, 3);
+#endif
+}
+
+/* While a consumer waits, it also reads the first two cache lines of the record it will read next and ignores what
+ * it finds (nothing is trusted before `published` says so). The producer's write there invalidates them, so the spin
+ * round that sees `published` move has already started fetching the new record: one cache-line transfer fewer on
+ * the critical path (a prefetch hint measured no better than nothing). Only inside the data area (off + 64 < cap). */
+static inline void warm_next_record(const endpoint *e, uint64_t cursor) {
+    uint64_t off = cursor % e->cap;
+    touch(e->data + off);
+    if (off + 64u < e->cap) touch(e->data + ((off + 64u) & ~(uint64_t)63u));
+}
+
 static int data_ready(endpoint *e, uint64_t cursor) {
+    warm_next_record(e, cursor);
     return (e->cached = LOAD_ACQ(&e->h->published)) != cursor || LOAD_ACQ(&e->h->closed) || LOAD_ACQ(&e->h->broken);
 }
 

@@ -100,6 +100,7 @@ impl Consumer {
                 }
                 let cached = &mut self.cached;
                 let ready = || {
+                    seg.warm_record(c % cap);
                     *cached = seg.published().load(Ordering::Acquire);
                     *cached != c
                         || seg.closed().load(Ordering::Acquire) != 0

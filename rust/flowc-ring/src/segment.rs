@@ -283,6 +283,17 @@ impl Segment {
         self.u32_at((self.meta.data_offset + off) as usize)
     }
 
+    /// Reads (and ignores) the first two cache lines of the record at byte `off` of the data area, so that a
+    /// waiting consumer fetches the producer's next record in parallel with `published` (ABI section 7).
+    pub(crate) fn warm_record(&self, off: u64) {
+        let cap = self.meta.capacity;
+        assert!(off + 4 <= cap, "record header outside the data area");
+        touch(self.base.wrapping_add((self.meta.data_offset + off) as usize));
+        if off + 64 < cap {
+            touch(self.base.wrapping_add((self.meta.data_offset + ((off + 64) & !63)) as usize));
+        }
+    }
+
     /// Copies `src` to byte `off` of the data area.
     pub(crate) fn write_data(&self, off: u64, src: &[u8]) {
         assert!(
@@ -321,4 +332,22 @@ impl Drop for Segment {
             unsafe { sys::unmap(self.base, self.len) }
         }
     }
+}
+
+/// Loads the word at `p` and discards it: a hardware read outside the language's memory model (so it cannot race
+/// with a producer's copy), used only to pull a cache line in early. Nothing elsewhere.
+#[inline(always)]
+fn touch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `p` is inside the mapping (the caller checks the offset); the load's value is discarded.
+    unsafe {
+        std::arch::asm!("mov {0:e}, dword ptr [{1}]", out(reg) _, in(reg) p, options(nostack, readonly, preserves_flags));
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: as above.
+    unsafe {
+        std::arch::asm!("ldr {0:w}, [{1}]", out(reg) _, in(reg) p, options(nostack, readonly, preserves_flags));
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let _ = p;
 }
