@@ -14,6 +14,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Every launcher a test starts serves its metrics on a free port of its own (tests run launchers side by side,
+# and a helper session may run the suite twice at once); the metrics tests give explicit ports where they matter.
+os.environ["FLOWC_METRICS_PORT"] = "0"
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-golden", action="store_true", help="rewrite golden expectations")

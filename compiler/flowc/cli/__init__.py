@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from flowc import __version__
-from flowc.cli import compile, keys, pricing, ring, run, tasks
+from flowc.cli import compile, keys, metrics, pricing, ring, run, tasks
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,8 +21,8 @@ def main(debug: bool) -> None:
 
 
 for command in (compile.check, compile.build, compile.graph, compile.schema, run.launch, run.run_actor_command,
-                run.run_bridge_command, run.channels, ring.ring_include, keys.keys, pricing.pricing, tasks.submit,
-                tasks.status, tasks.cancel, tasks.logs):
+                run.run_bridge_command, run.channels, metrics.metrics_command, ring.ring_include, keys.keys,
+                pricing.pricing, tasks.submit, tasks.status, tasks.cancel, tasks.logs):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from flowc.cli.common import EXIT_ERRORS, EXIT_OK, PLAN, guard
+from flowc.cli.metrics import metrics_options
 
 
 @click.command()
@@ -22,15 +23,21 @@ from flowc.cli.common import EXIT_ERRORS, EXIT_OK, PLAN, guard
 @click.option("--keys", "keys_dir", type=click.Path(exists=True, file_okay=False, path_type=str),
               help="Route keys: the folder 'flowc keys generate' wrote, or this node's part of it "
                    "(default: $FLOWC_KEYS_DIR, or systemd's credentials).")
+@metrics_options
+@click.option("--no-metrics", is_flag=True, help="Serve no metrics endpoint.")
 @guard
 def launch(plan: str, node: str, duration: float | None, report_path: Path | None, oversubscribe: bool,
-           keys_dir: str | None) -> int:
-    """Run NODE's pinned shared-memory data path from PLAN (out/flowc/plan.json or a node slice)."""
+           keys_dir: str | None, metrics_port: int | None, metrics_address: str | None, no_metrics: bool) -> int:
+    """Run NODE's pinned shared-memory data path from PLAN (out/flowc/plan.json or a node slice).
+
+    While it runs, /metrics (Prometheus), /healthz and /readyz are served on the node's metrics port.
+    """
     import json
 
     from flowc.runtime.launcher import Launcher
 
-    report = Launcher(plan, node, duration, oversubscribe=oversubscribe, keys_dir=keys_dir).run()
+    report = Launcher(plan, node, duration, oversubscribe=oversubscribe, keys_dir=keys_dir, metrics=not no_metrics,
+                      metrics_port=metrics_port, metrics_address=metrics_address).run()
     if report_path is not None:
         report_path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     if sys.stdout.isatty():

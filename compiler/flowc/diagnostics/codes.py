@@ -68,6 +68,7 @@ CODES: dict[str, str] = {
     "FLC341": "invalid memory limit",
     "FLC342": "more producers or consumers than a ring supports",
     "FLC343": "route bridges pinned to an actor's cpu",
+    "FLC344": "metrics port taken twice on one host",
     # 4xx: placement and transport
     "FLC401": "shared memory across numa nodes",
     "FLC402": "dataflow cycle",

@@ -144,6 +144,9 @@ class Node(Located):
     placements: tuple[ActorPlacement, ...] = ()
     channels: tuple[LocalChannel, ...] = ()
     bridge_cpus: tuple[int, ...] = ()
+    #: ``metrics.port`` and ``metrics.address`` as written (``None``: the default).
+    metrics_port: int | None = None
+    metrics_address: str | None = None
 
 
 class Route(Located):

@@ -161,6 +161,19 @@ def sender_key(route: str, target: str) -> str:
     return f"route:{route}:out:{target}"
 
 
+#: The default port of a node's metrics endpoint (further nodes on one host take the next free ones).
+METRICS_PORT = 9464
+#: The default address it binds: every interface (Prometheus and the kubelet's probes come from outside).
+METRICS_ADDRESS = "0.0.0.0"
+
+
+class MetricsPlan(_Frozen):
+    """Where a node's launcher serves ``/metrics``, ``/healthz`` and ``/readyz``."""
+
+    address: str = METRICS_ADDRESS
+    port: _Port = METRICS_PORT
+
+
 class NodePlan(_Frozen):
     """A machine and what runs on it.
 
@@ -177,6 +190,8 @@ class NodePlan(_Frozen):
     start_stages: dict[str, _Count]
     #: CPUs the node's route bridges are pinned to (empty: not pinned).
     bridge_cpus: tuple[_Cpu, ...] = ()
+    #: The node's metrics endpoint.
+    metrics: MetricsPlan = MetricsPlan()
 
     @model_validator(mode="after")
     def _actors_match_channels(self) -> NodePlan:

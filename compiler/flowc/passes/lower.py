@@ -191,6 +191,8 @@ class _Lowerer:
                 for channel, value in body.get("local_channels", {}).items()
             ),
             bridge_cpus=self.cpus((*path, "bridge_cpus"), body["bridge_cpus"]) if "bridge_cpus" in body else (),
+            metrics_port=body.get("metrics", {}).get("port"),
+            metrics_address=body.get("metrics", {}).get("address"),
         )
 
     def numa(self, path: Path, value: list[int] | dict[str, Any] | None) -> tuple[ir.NumaDomain, ...]:

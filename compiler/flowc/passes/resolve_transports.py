@@ -13,6 +13,7 @@ from flowc.model.context import Context
 from flowc.model.plan import ActorPlan, ChannelPlan, LinkPlan, NodePlan, Plan, RoutePlan
 from flowc.model.units import format_cpuset
 from flowc.passes._channel_index import channel_index
+from flowc.passes._metrics_ports import metrics_endpoints
 from flowc.passes._tasks import plan_task
 from flowc.passes.place import PlacementGraph
 
@@ -47,6 +48,7 @@ def resolve_transports(graph: PlacementGraph, ctx: Context) -> Plan:
                               port=ROUTE_PORT_BASE + i)
         for i, route in enumerate(sorted(spec.routes, key=lambda r: r.name))
     }
+    metrics = metrics_endpoints(spec, routes, ctx)
     keys_by_node: dict[str, list[tuple[str, str]]] = {}
     for key in index.channel_keys():
         keys_by_node.setdefault(key[0], []).append(key)
@@ -69,7 +71,7 @@ def resolve_transports(graph: PlacementGraph, ctx: Context) -> Plan:
             hostname=node.hostname,
             numa_topology={str(d.id): d.cpus for d in node.numa},
             actors=actors, channels=channels, start_stages=graph.start_stages(node.name),
-            bridge_cpus=node.bridge_cpus)
+            bridge_cpus=node.bridge_cpus, metrics=metrics[node.name])
     return Plan(source=_basename(spec.path), tasks={t.name: plan_task(t) for t in spec.tasks}, nodes=nodes,
                 routes=routes, links=tuple(links),
                 target_settings={name: dict(section) for name, section in spec.target_settings.items()})

@@ -358,9 +358,9 @@ static PyObject *mod_stats(PyObject *self, PyObject *buf) {
     flowc_ring_info_of(ring, &m);
     flowc_ring_stats_of(ring, &s);
     PyObject *sent = PyList_New(m.producers), *waits = PyList_New(m.producers);
-    PyObject *recv = PyList_New(m.consumers), *drop = PyList_New(m.consumers);
+    PyObject *recv = PyList_New(m.consumers), *drop = PyList_New(m.consumers), *cursors = PyList_New(m.consumers);
     PyObject *res = NULL;
-    if (sent && waits && recv && drop) {
+    if (sent && waits && recv && drop && cursors) {
         for (uint32_t i = 0; i < m.producers; i++) {
             flowc_producer_counters pc;
             flowc_ring_producer_counters(ring, i, &pc);
@@ -372,10 +372,12 @@ static PyObject *mod_stats(PyObject *self, PyObject *buf) {
             flowc_ring_consumer_counters(ring, j, &cc);
             PyList_SET_ITEM(recv, j, PyLong_FromUnsignedLongLong(cc.received));
             PyList_SET_ITEM(drop, j, PyLong_FromUnsignedLongLong(cc.dropped));
+            PyList_SET_ITEM(cursors, j, PyLong_FromUnsignedLongLong(cc.cursor));
         }
-        res = Py_BuildValue("{sOsOsOsOsOsKsKsO}", "broken", s.broken ? Py_True : Py_False, "sent_per_producer", sent,
+        res = Py_BuildValue("{sOsOsOsOsOsOsKsKsO}", "broken", s.broken ? Py_True : Py_False, "sent_per_producer", sent,
                             "backpressure_waits_per_producer", waits, "received_per_consumer", recv,
-                            "dropped_per_consumer", drop, "published_bytes", (unsigned long long)s.published_bytes,
+                            "dropped_per_consumer", drop, "cursor_per_consumer", cursors,
+                            "published_bytes", (unsigned long long)s.published_bytes,
                             "reserved_bytes", (unsigned long long)s.reserved_bytes, "closed",
                             s.closed ? Py_True : Py_False);
     }
@@ -383,6 +385,7 @@ static PyObject *mod_stats(PyObject *self, PyObject *buf) {
     Py_XDECREF(waits);
     Py_XDECREF(recv);
     Py_XDECREF(drop);
+    Py_XDECREF(cursors);
     flowc_ring_close(ring);
     PyBuffer_Release(&view);
     return res;

@@ -14,13 +14,19 @@ import struct
 import time
 import zlib
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from flowc.runtime.histogram import Histogram, publish
 from flowc.runtime.stop import stopping
 
 HEADER = struct.Struct("<QQI")
 REPORT_DIR_ENV = "FLOWC_REPORT_DIR"
+#: The suffix of a latency sink's live histogram in the report folder, and how often it is rewritten.
+HISTOGRAM_SUFFIX = ".histogram"
+PUBLISH_EVERY_NS = 500_000_000
+#: How long :func:`messages` waits before calling its ``idle`` callback.
+IDLE_S = 0.5
 _PR_SET_TIMERSLACK = 29
 #: A pacer sleeps when more than this is left before the next send, and spins only the rest.
 _SLEEP_ABOVE_NS = 10_000
@@ -95,24 +101,31 @@ def synthetic_producer(inputs: dict[str, Any], outputs: dict[str, Any], params: 
         seq += 1
 
 
-def messages(inputs: dict[str, Any]) -> Iterator[bytes]:
+def messages(inputs: dict[str, Any], idle: Callable[[], None] | None = None) -> Iterator[bytes]:
     """Yield every message of ``inputs`` until each is closed and drained.
 
     Args:
         inputs: Channel name → receiver.
+        idle: Called whenever half a second passes without a message (a sink publishes its numbers then).
 
     Yields:
         Messages, in each channel's order (channels interleave).
     """
     live = dict(inputs)
+    quiet = 0.05 if len(live) > 1 else (None if idle is None else IDLE_S)
     while live:
+        got = False
         for name, inp in list(live.items()):
-            # One input blocks on its doorbell; several are polled in turn.
-            message = inp.recv(timeout=0.05 if len(live) > 1 else None)
+            # One input blocks on its doorbell (for at most IDLE_S when someone waits for idle moments);
+            # several are polled in turn.
+            message = inp.recv(timeout=quiet)
             if message is not None:
+                got = True
                 yield message
             elif inp.closed:
                 del live[name]
+        if not got and idle is not None and live:
+            idle()
 
 
 def relay(inputs: dict[str, Any], outputs: dict[str, Any], params: dict[str, Any]) -> None:
@@ -134,7 +147,8 @@ def latency_sink(inputs: dict[str, Any], outputs: dict[str, Any], params: dict[s
     Writes ``<FLOWC_REPORT_DIR>/<actor>.latency`` (int64 nanoseconds) and ``<actor>.json`` (counts, how
     many messages arrived out of order or twice, how many were ``malformed``: shorter than the synthetic
     producer's header, or with a timestamp no clock of this host wrote, and the ``CLOCK_MONOTONIC`` times of
-    the first and last arrival, for throughput) when it finishes.
+    the first and last arrival, for throughput) when it finishes; while it runs, publishes its latency
+    histogram to ``<actor>.histogram`` twice a second (:mod:`flowc.runtime.histogram`).
 
     Args:
         inputs: Channel name → receiver.
@@ -145,9 +159,23 @@ def latency_sink(inputs: dict[str, Any], outputs: dict[str, Any], params: dict[s
     last: dict[int, int] = {}
     disorder = malformed = 0
     first_ns = last_ns = 0
-    for message in messages(inputs):
+    histogram = Histogram()
+    directory = os.environ.get(REPORT_DIR_ENV)
+    live = os.path.join(directory, os.environ.get("FLOWC_ACTOR", "sink") + HISTOGRAM_SUFFIX) if directory else None
+    next_publish = published = 0
+
+    def publish_now() -> None:
+        nonlocal published
+        if live is not None and published != histogram.count:
+            published = histogram.count
+            publish(live, histogram.as_dict())
+
+    for message in messages(inputs, idle=publish_now if live is not None else None):
         last_ns = time.monotonic_ns()
         first_ns = first_ns or last_ns
+        if last_ns >= next_publish:
+            publish_now()
+            next_publish = last_ns + PUBLISH_EVERY_NS
         if len(message) < HEADER.size:
             malformed += 1
             continue
@@ -157,9 +185,11 @@ def latency_sink(inputs: dict[str, Any], outputs: dict[str, Any], params: dict[s
             malformed += 1  # a timestamp no clock of this host wrote
             continue
         samples.append(latency)
+        histogram.observe_ns(latency)
         if seq != last.get(ident, -1) + 1:
             disorder += 1
         last[ident] = seq
+    publish_now()
     _write_report(samples, {"count": len(samples), "out_of_order": disorder, "malformed": malformed,
                             "producers": len(last), "first_arrival_ns": first_ns, "last_arrival_ns": last_ns,
                             "last_seq": {str(k): v for k, v in sorted(last.items())}})

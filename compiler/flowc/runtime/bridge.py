@@ -77,6 +77,7 @@ from typing import Any, Protocol
 
 import zmq
 
+from flowc.runtime.histogram import Histogram
 from flowc.runtime.route_keys import CurveKeys
 from flowc.runtime.wire import (
     ACK,
@@ -153,6 +154,9 @@ class BridgeStats:
             receiver refused this sender's key (sender).
         round_trips_ns: The route's latest round trips (sender): a probe ``HEARTBEAT`` out, its echo back in an
             ``ACK``, every ``PROBE_S`` while streaming; ``as_dict`` reports their percentiles as ``round_trip_us``.
+        round_trip_histogram: Every round trip of the run, bucketed (``as_dict``: ``round_trip_histogram``).
+        connected: Whether the route is up now: the receiver welcomed this sender (sender), or a sender is
+            streaming and has been heard within three heartbeats (receiver).
 
     Example:
         >>> stats = BridgeStats(sent=2, payload_bytes=300, compressed_bytes=100)
@@ -185,6 +189,8 @@ class BridgeStats:
     handshake_failures: int = 0
     auth_failures: int = 0
     round_trips_ns: list[int] = dataclasses.field(default_factory=list, repr=False)
+    round_trip_histogram: Histogram = dataclasses.field(default_factory=Histogram, repr=False)
+    connected: bool = False
 
     def reject(self, reason: str) -> None:
         """Count one refused frame under ``reason``."""
@@ -199,6 +205,7 @@ class BridgeStats:
     def round_trip(self, nanoseconds: int) -> None:
         """Record one round trip of the route (sender): a probe out, its echo back."""
         if 0 <= nanoseconds < 1 << 62:
+            self.round_trip_histogram.observe_ns(nanoseconds)
             self.round_trips_ns.append(nanoseconds)
             if len(self.round_trips_ns) > _ROUND_TRIPS_KEPT:
                 del self.round_trips_ns[: len(self.round_trips_ns) - _ROUND_TRIPS_KEPT]
@@ -206,10 +213,12 @@ class BridgeStats:
     def as_dict(self) -> dict[str, Any]:
         """The counters, the compression ratio and the round trip's percentiles as a plain dict.
 
-        ``rejects`` is sorted by reason; ``round_trip_us`` has ``p50``, ``p99``, ``p999`` and ``count`` (sender).
+        ``rejects`` is sorted by reason; ``round_trip_us`` has ``p50``, ``p99``, ``p999`` and ``count`` (sender);
+        ``round_trip_histogram`` is :meth:`~flowc.runtime.histogram.Histogram.as_dict`.
         """
         counters = dataclasses.asdict(self)
         counters["rejects"] = dict(sorted(self.rejects.items()))
+        counters["round_trip_histogram"] = self.round_trip_histogram.as_dict()
         ordered = sorted(counters.pop("round_trips_ns"))
         counters["round_trip_us"] = {
             **{key: round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000, 1) if ordered else 0.0
@@ -247,6 +256,8 @@ class Sender:
         self.endpoint, self.route, self.compression = endpoint, route, compression
         self.heartbeat_s, self.window, self.drain_timeout_s = heartbeat_s, window, drain_timeout_s
         self.auth, self.on_ready = auth, on_ready
+        #: The counters of the current or last :meth:`run`, for a thread that publishes them meanwhile.
+        self.live_stats: BridgeStats | None = None
 
     def run(self, recv: Callable[[float], bytes | None], stop: Event,
             closed: Callable[[], bool] | None = None) -> BridgeStats:
@@ -268,7 +279,9 @@ class Sender:
         Raises:
             BridgeError: The receiver rejected this sender (another route or codec, or this node's key).
         """
-        return _SenderRun(self, recv, stop, closed).run()
+        run = _SenderRun(self, recv, stop, closed)
+        self.live_stats = run.stats  # read (never written) by a thread that publishes them while the run goes on
+        return run.run()
 
 
 class _SenderRun:
@@ -362,7 +375,7 @@ class _SenderRun:
 
     def _handshake(self) -> None:
         self.epoch = (self.epoch + 1) & 0xFFFFFFFF
-        self.streaming = False
+        self.streaming = self.stats.connected = False
         self.blocked = False
         self.last_heard = time.monotonic()
         self.last_hello = 0.0
@@ -433,7 +446,7 @@ class _SenderRun:
         elif kind == WELCOME and epoch == self.epoch and not self.streaming:
             self.peer_limit = LIMIT.unpack(payload)[0] if len(payload) == LIMIT.size else None
             self._acknowledge(seq - 1)
-            self.streaming = True
+            self.streaming = self.stats.connected = True
             self.handshakes += 1
             self.stats.reconnects = max(0, self.handshakes - 1)
             self.cursor = self._first_unacked()

@@ -10,22 +10,26 @@ and the reason. A route that authenticates (``auth: curve``, the default) loads 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from flowc.model.node_view import Bridge, NodeView
 from flowc.runtime.actor_main import load_node
+from flowc.runtime.histogram import publish
 
 #: A route sender's wait on its ring: spin and yield budgets in µs. Zero: block on the doorbell at once. A bridge
 #: wakes for every message and usually shares cores with the actors; spinning there (the ring's default) burns
 #: the CPU the route's own I/O and the actors need, which on a small node turns into milliseconds of queueing.
 BRIDGE_WAIT_US = (0.0, 0.0)
+#: How often a bridge publishes its live counters for the metrics endpoint and ``flowc top``.
+PUBLISH_EVERY_S = 0.5
 
 if TYPE_CHECKING:
+    from flowc.runtime.bridge import BridgeStats
     from flowc.runtime.route_keys import CurveKeys
 
 
@@ -61,6 +65,9 @@ def run_bridge(plan_path: str, node: str, route: str, direction: str, index: int
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     stats = BridgeStats()
+    directory = os.environ.get("FLOWC_REPORT_DIR")
+    path = os.path.join(directory, bridge_stats_file(route, direction, index)) if directory else None
+    publisher = _Publisher(path, lambda: stats) if path else None
     code = 0
     try:
         if direction == "out":
@@ -69,6 +76,9 @@ def run_bridge(plan_path: str, node: str, route: str, direction: str, index: int
             inp = Input(ring, bridge.index, *BRIDGE_WAIT_US)
             sender = Sender(f"tcp://{bridge.peer}:{bridge.port}", route, bridge.compression, drain_timeout_s=5.0,
                             auth=keys, on_ready=signal_ready)
+            if publisher is not None:
+                publisher.source = lambda: sender_stats(sender)
+                publisher.start()
             stats = sender.run(lambda timeout: inp.recv(timeout), stop, closed=lambda: inp.closed)
         else:
             out = Output(ring, bridge.index)
@@ -76,16 +86,61 @@ def run_bridge(plan_path: str, node: str, route: str, direction: str, index: int
             receiver = Receiver(f"tcp://*:{bridge.port}", route, bridge.compression,
                                 state_path=layout.route_state(route), max_message=ring.max_message, auth=keys,
                                 on_ready=signal_ready)
+            if publisher is not None:
+                publisher.start()
             receiver.run(lambda message: out.send(message), stop, stats)
     except BridgeError as exc:
         print(f"flowc run-bridge: route '{route}': {exc}", file=sys.stderr)
         code = 1
-    directory = os.environ.get("FLOWC_REPORT_DIR")
-    if directory:
-        name = f"route-{route}-{direction}-{index}.bridge"
-        with open(os.path.join(directory, name), "w", encoding="utf-8") as handle:
-            json.dump(stats.as_dict(), handle, sort_keys=True)
+    if publisher is not None:
+        publisher.stop()
+    if path:
+        stats.connected = False
+        publish(path, stats.as_dict())
     return code
+
+
+def bridge_stats_file(route: str, direction: str, index: int) -> str:
+    """The name of the file in the report folder where a bridge publishes its counters.
+
+    Example:
+        >>> bridge_stats_file("feed", "out", 1)
+        'route-feed-out-1.bridge'
+    """
+    return f"route-{route}-{direction}-{index}.bridge"
+
+
+def sender_stats(sender: Any) -> BridgeStats | None:
+    """The live counters of a running :class:`~flowc.runtime.bridge.Sender` (``None`` before it runs)."""
+    return getattr(sender, "live_stats", None)
+
+
+class _Publisher:
+    """A daemon thread that writes a bridge's counters to its file every :data:`PUBLISH_EVERY_S`."""
+
+    def __init__(self, path: str, source: Callable[[], BridgeStats | None]) -> None:
+        self.path, self.source = path, source
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="flowc-bridge-publisher", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.done.set()
+            self.thread.join()
+
+    def _loop(self) -> None:
+        while not self.done.wait(PUBLISH_EVERY_S):
+            stats = self.source()
+            if stats is None:
+                continue
+            try:
+                data = stats.as_dict()
+            except RuntimeError:  # a counter dict grew while it was copied: the next round has it
+                continue
+            publish(self.path, data)
 
 
 def _keys(bridge: Bridge, node: str) -> CurveKeys | None:

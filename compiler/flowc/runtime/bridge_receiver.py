@@ -174,6 +174,7 @@ class _ReceiverRun:
                 if self.peer is not None and time.monotonic() - self.last_heard > 3 * self.cfg.heartbeat_s:
                     self.stats.peer_timeouts += 1
                     self.peer = None
+                self.stats.connected = self.peer is not None
         finally:
             if self.monitor is not None:
                 self._events()  # what happened just before the stop still counts

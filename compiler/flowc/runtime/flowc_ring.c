@@ -333,6 +333,7 @@ int flowc_ring_consumer_counters(const flowc_ring *ring, uint32_t index, flowc_c
     if (index >= ring->m.consumers) return flowc_fail(FLOWC_ERANGE, "consumer index %u out of range", index);
     out->received = LOAD_RLX(&ring->conss[index].received);
     out->dropped = LOAD_RLX(&ring->conss[index].dropped);
+    out->cursor = LOAD_ACQ(&ring->conss[index].cursor);
     return FLOWC_OK;
 }
 

@@ -6,6 +6,10 @@ every actor pinned to its CPUs (mapped onto the allowed set when the plan's ids 
 every route's TCP bridge, restarts crashed actors with exponential backoff, and stops in order: producers and
 route receivers first, then each ring is closed once all its writers are gone, so transformers and consumers
 drain and finish on their own. Then it removes its shared memory and writes the report.
+
+While it runs it serves the node's metrics endpoint (:mod:`flowc.runtime.metrics`): ``/healthz`` answers 200
+while the launcher supervises, ``/readyz`` once every channel exists, every process runs and every route is
+connected.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from flowc.diagnostics import UserError
 from flowc.model.node_view import NodeView
 from flowc.runtime import route_keys, segments
 from flowc.runtime.actor_main import load_node
+from flowc.runtime.metrics import MetricsError, MetricsServer, NodeCollector, endpoint
+from flowc.runtime.observe import NodeReader, ProcessState, process_usage
 from flowc.runtime.readiness import READY_TIMEOUT_S, ready_file
 from flowc.runtime.report import build_report
 from flowc.runtime.system import Numa, cpu_map, die_with_parent, pin
@@ -32,6 +38,8 @@ BACKOFF_START_S = float(os.environ.get("FLOWC_RESTART_BACKOFF_S", "0.2"))
 BACKOFF_MAX_S = 5.0
 DRAIN_TIMEOUT_S = 10.0
 KILL_TIMEOUT_S = 3.0
+#: ``/healthz`` fails when the supervising loop has not come round for this long (it comes every 20 ms).
+STALL_S = 5.0
 
 
 class LaunchError(UserError):
@@ -55,6 +63,30 @@ class Child:
     exit_code: int | None = None
     finished: bool = False
     restart_at: float | None = None
+    previous_exit_code: int | None = None
+
+    def state(self) -> ProcessState:
+        """What the process is doing now, for the metrics endpoint (read from another thread: reads only)."""
+        proc, code = self.proc, self.exit_code
+        usage = process_usage(proc.pid) if proc is not None and code is None else None
+        if self.finished:
+            state = "finished"
+        elif self.restart_at is not None:
+            state = "restarting"
+        elif proc is None:
+            state = "starting"
+        elif code is None:
+            state = "running"
+        else:
+            state = "failed"
+        return ProcessState(self.key, state, proc.pid if usage else None, self.restarts,
+                            round(self.cpu_s + (usage[0] if usage else 0.0), 3), usage[1] if usage else None,
+                            self.last_exit_code)
+
+    @property
+    def last_exit_code(self) -> int | None:
+        """The exit code of the last run that ended (kept across a restart, unlike :attr:`exit_code`)."""
+        return self.exit_code if self.exit_code is not None else self.previous_exit_code
 
     def start(self, env: dict[str, str]) -> None:
         """Start (or restart) the process, pinned and tied to the launcher's life."""
@@ -65,6 +97,7 @@ class Child:
             if cpus:
                 pin(cpus)
 
+        self.previous_exit_code = self.last_exit_code
         self.proc = subprocess.Popen(self.argv, env={**env, "FLOWC_ACTOR": self.key, "FLOWC_CHILD": self.key},
                                      stdin=subprocess.DEVNULL,
                                      preexec_fn=setup)  # noqa: PLW1509 - affinity and pdeathsig must precede exec
@@ -109,7 +142,8 @@ class Launcher:
     """Runs one node of a plan until ``duration`` passes, a signal arrives, or every actor finished."""
 
     def __init__(self, plan_path: str, node: str, duration: float | None = None, log: Any = sys.stderr,
-                 oversubscribe: bool = False, keys_dir: str | None = None) -> None:
+                 oversubscribe: bool = False, keys_dir: str | None = None,
+                 metrics: bool = True, metrics_port: int | None = None, metrics_address: str | None = None) -> None:
         """Prepare, without starting anything.
 
         Args:
@@ -120,6 +154,9 @@ class Launcher:
             oversubscribe: Run even when fewer CPUs are allowed than the actors ask for (said loudly).
             keys_dir: The route keys (``flowc keys generate``'s folder or this node's part of it); by default
                 ``FLOWC_KEYS_DIR`` or systemd's credentials.
+            metrics: Whether to serve the metrics endpoint (on the plan's ``metrics`` address and port).
+            metrics_port: Serve it on this port instead.
+            metrics_address: Serve it on this address instead.
         """
         self.plan_path = os.path.abspath(plan_path)
         self.plan = load_node(plan_path, node)
@@ -134,6 +171,10 @@ class Launcher:
         self.cpu_mapping: dict[int, int] = {}
         self.oversubscribe = oversubscribe
         self.environ = {**os.environ, **({route_keys.KEYS_ENV: os.path.abspath(keys_dir)} if keys_dir else {})}
+        self.metrics = endpoint(self.plan.nodes[node].metrics, metrics_port, metrics_address) if metrics else None
+        self.server: MetricsServer | None = None
+        self.phase = "starting"
+        self.heartbeat = time.monotonic()
 
     def say(self, line: str) -> None:
         """Write one progress line."""
@@ -164,6 +205,11 @@ class Launcher:
         self.say(self.notes[-1])
         # The lock comes first: a launcher that loses it has created nothing and removes nothing.
         segments.hold(self.layout)
+        try:
+            self._open_metrics()
+        except MetricsError as exc:
+            segments.release(self.layout)
+            raise LaunchError(str(exc)) from None
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         created = False
         failure: str | None = None
@@ -178,7 +224,9 @@ class Launcher:
             env = {**self.environ, "FLOWC_NODE": self.node, "FLOWC_REPORT_DIR": report_dir}
             self._start_in_stages(env, report_dir)
             self.say(f"running {len(self.children)} process(es) on {len(self.rings)} channel(s)")
+            self.phase = "running"
             failure = self._supervise(env)
+            self.phase = "stopping"
             self._stop_in_order()
             return build_report(self, report_dir, failure)
         finally:
@@ -193,7 +241,51 @@ class Launcher:
             finally:
                 for signum, handler in previous.items():
                     signal.signal(signum, handler)
+                self._close_metrics()
                 segments.release(self.layout)
+
+    def _open_metrics(self) -> None:
+        """Bind the metrics endpoint (before anything is created: a taken port changes nothing) and serve it."""
+        if self.metrics is None:
+            return
+        self.reader = NodeReader(self.layout)
+        self.collector = NodeCollector(self.reader, lambda: [c.state() for c in list(self.children)])
+        self.server = MetricsServer(self.metrics.address, self.metrics.port, self.collector, self._live,
+                                    self._ready)
+        self.server.start()
+        self.say(f"metrics on http://{self.metrics.address}:{self.server.port}/metrics (/healthz, /readyz)")
+
+    def _close_metrics(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.reader.close()
+            self.server = None
+
+    def _live(self) -> tuple[bool, dict[str, Any]]:
+        """``/healthz``: the launcher is alive and its supervising loop comes round."""
+        stalled = time.monotonic() - self.heartbeat
+        ok = stalled < STALL_S and self.phase != "stopping"
+        return ok, {"node": self.node, "phase": self.phase, "ok": ok,
+                    **({} if ok else {"why": "stopping" if self.phase == "stopping" else
+                                      f"the supervising loop has not run for {stalled:.1f} s"})}
+
+    def _ready(self) -> tuple[bool, dict[str, Any]]:
+        """``/readyz``: every channel exists, every process runs and every route is connected."""
+        not_ready: list[str] = []
+        if self.phase != "running":
+            not_ready.append(f"the launcher is {self.phase}")
+        missing = sorted(set(self.layout.rings) - set(self.rings))
+        not_ready += [f"channel '{name}' is not created" for name in missing]
+        for child in list(self.children):
+            process = child.state()
+            if process.state != "running":
+                code = "" if process.last_exit_code is None else f", last exit code {process.last_exit_code}"
+                not_ready.append(f"'{child.key}' is {process.state} ({process.restarts} restart(s){code})")
+        for leg in self.collector.state().routes:
+            if not leg.connected:
+                towards = f"to '{leg.peer}'" if leg.direction == "out" else f"from '{leg.peer}'"
+                not_ready.append(f"route '{leg.route}' ({leg.direction}, {towards}) is not connected")
+        return not not_ready, {"node": self.node, "ready": not not_ready, "not_ready": not_ready}
 
     def _check_keys(self) -> None:
         """Every route that authenticates has its keys, before anything starts (a bridge would only retry)."""
@@ -247,6 +339,7 @@ class Launcher:
             give_up = time.monotonic() + READY_TIMEOUT_S
             waiting = list(children)
             while waiting and not self.stop_requested:
+                self.heartbeat = time.monotonic()
                 waiting = [c for c in waiting if not os.path.exists(ready_file(report_dir, c.key)) and not c.exited()]
                 if waiting and time.monotonic() >= give_up:
                     self.say(f"not ready after {READY_TIMEOUT_S:g} s: {', '.join(c.key for c in waiting)}; "
@@ -257,7 +350,7 @@ class Launcher:
     def _supervise(self, env: dict[str, str]) -> str | None:
         deadline = time.monotonic() + self.duration if self.duration is not None else None
         while not self.stop_requested and (deadline is None or time.monotonic() < deadline):
-            now = time.monotonic()
+            now = self.heartbeat = time.monotonic()
             for child in self.children:
                 if child.reap():
                     if child.exit_code == 0:

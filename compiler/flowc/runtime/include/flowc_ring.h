@@ -111,6 +111,7 @@ typedef struct flowc_producer_counters {
 typedef struct flowc_consumer_counters {
     uint64_t received;
     uint64_t dropped;
+    uint64_t cursor; /* the consumer's position: `published_bytes - cursor` bytes wait for it */
 } flowc_consumer_counters;
 
 /* What flowc_ring_create_in writes into a fresh segment's header. */
