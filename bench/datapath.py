@@ -17,6 +17,10 @@ rings with one process per end. Goals:
 * flowc C↔C round trip p50 ≤ 2 × the cache-line floor;
 * flowc Python↔C (Python pings, C echoes) no slower than Python↔Python.
 
+And the cost of watching: the 64 B flowc stream through the rings of a real node (``flowc build``, ``flowc channels
+create``) while ``flowc metrics`` serves that node and a scraper GETs ``/metrics`` every 100 ms, against the same
+stream with nobody watching, alternated three times each in the same run (medians). Goal: ≥ 0.95 × unwatched.
+
 The C programs are compiled with ``cc`` into a temporary directory and the Rust example with ``cargo --offline``;
 a row whose tool is missing, or whose build fails, is left out with a note.
 
@@ -168,6 +172,125 @@ class FlowcTransport:
 
 
 TRANSPORTS = {"flowc": FlowcTransport, "pipe": PipeTransport, "mpq": QueueTransport, "pyzmq": ZmqTransport}
+
+WATCHED_NODE = """
+actors:
+  writer: {type: producer, outputs: [ab], run: "flowc.actors:synthetic_producer"}
+  reader: {type: transformer, inputs: [ab], outputs: [ba], run: "flowc.actors:relay"}
+  back: {type: consumer, inputs: [ba], run: "flowc.actors:latency_sink"}
+nodes:
+  bench:
+    hostname: localhost
+    actors: {writer: {cpu: [0]}, reader: {cpu: [1]}, back: {cpu: [2]}}
+    local_channels: {ab: {buffer_size: 1MiB}, ba: {buffer_size: 1MiB}}
+"""
+
+
+#: Messages per watched or unwatched stream: long enough (about half a second) for a scrape every 100 ms to
+#: land inside it several times.
+WATCHED_MESSAGES = 1_000_000
+
+
+class WatchedNode:
+    """The rings of a real one-node plan, served by ``flowc metrics`` and scraped every 100 ms when watched."""
+
+    def __init__(self, workdir: str) -> None:
+        """Build the plan and create the node's rings (``flowc channels create``)."""
+        from flowc.model.node_view import NodeView
+        from flowc.runtime.actor_main import load_node
+
+        source = Path(workdir) / f"watched-{os.getpid()}-{time.monotonic_ns()}.yaml"
+        source.write_text(WATCHED_NODE)
+        self.plan = str(Path(workdir) / "out" / "flowc" / "plan.json")
+        self._flowc("build", str(source), "-o", str(Path(workdir) / "out"))
+        self._flowc("channels", "create", self.plan, "--node", "bench")
+        self.layout = NodeView.of(load_node(self.plan, "bench"), "bench")
+        self.names = (self.layout.rings["ab"].name, self.layout.rings["ba"].name)
+        self.watchers: list[subprocess.Popen] = []
+
+    @staticmethod
+    def _flowc(*args: str) -> None:
+        subprocess.run([sys.executable, "-m", "flowc", *args], check=True, capture_output=True, timeout=120)
+
+    def transport(self, _size: int) -> Any:
+        """A transport over the node's two rings (``ab`` there, ``ba`` back), like :class:`FlowcTransport`."""
+        transport = FlowcTransport.__new__(FlowcTransport)
+        transport.names = self.names
+        transport.ab, transport.ba = (Ring.attach(name) for name in self.names)
+        transport.close = lambda: (transport.ab.close(), transport.ba.close())
+        return transport
+
+    def watch(self) -> None:
+        """Start ``flowc metrics`` for the node and a scraper that GETs its ``/metrics`` every 100 ms."""
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.watchers.append(subprocess.Popen(
+            [sys.executable, "-m", "flowc", "metrics", self.plan, "--node", "bench", "--metrics-port", str(port),
+             "--metrics-address", "127.0.0.1"], stderr=subprocess.DEVNULL))
+        self.watchers.append(subprocess.Popen([sys.executable, "-c", SCRAPER, f"http://127.0.0.1:{port}/metrics"]))
+        import httpx
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the exporter answers: its start-up is over before the stream starts
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        time.sleep(0.5)  # and the scraper has started scraping
+
+    def unwatch(self) -> None:
+        """Stop the exporter and the scraper; the scraper says how many scrapes succeeded."""
+        for proc in self.watchers:
+            proc.terminate()
+        for proc in self.watchers:
+            proc.wait(timeout=30)
+        self.watchers.clear()
+
+    def close(self) -> None:
+        """Stop watching and remove the node's rings."""
+        self.unwatch()
+        self._flowc("channels", "remove", self.plan, "--node", "bench")
+
+
+SCRAPER = """
+import signal, sys, time, httpx
+stop = []
+signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+ok = 0
+with httpx.Client() as client:
+    while not stop:
+        try:
+            ok += client.get(sys.argv[1], timeout=2).status_code == 200
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+if not ok:
+    sys.exit("the scraper never got /metrics")
+"""
+
+
+def watched_streams(n: int, cpus: tuple[int, int], rounds: int = 3) -> tuple[float, float]:
+    """Median 64 B stream rate over a real node's rings, unwatched and watched, alternating ``rounds`` times."""
+    with tempfile.TemporaryDirectory(prefix="flowc-bench-watch-") as workdir:
+        node = WatchedNode(workdir)
+        TRANSPORTS["watched"] = node.transport
+        try:
+            plain, watched = [], []
+            for _ in range(rounds):
+                plain.append(stream("watched", n, 64, cpus))
+                node.watch()
+                try:
+                    watched.append(stream("watched", n, 64, cpus))
+                finally:
+                    node.unwatch()
+        finally:
+            del TRANSPORTS["watched"]
+            node.close()
+    return sorted(plain)[rounds // 2], sorted(watched)[rounds // 2]
 
 
 def _echo(transport: Any, count: int, cpu: int) -> None:
@@ -453,6 +576,8 @@ def measure(quick: bool, cpus: tuple[int, int]) -> dict[str, Any]:
         result[f"{kind}_shared_core_rtt_p50_us"] = round(percentile(rtt, 0.5), 2)
         result[f"{kind}_shared_core_rtt_p99_us"] = round(percentile(rtt, 0.99), 2)
     measure_native(quick, cpus, result)
+    plain, watched = watched_streams(WATCHED_MESSAGES * scale, cpus)
+    result["node_msgs_per_s_64"], result["node_watched_msgs_per_s_64"] = round(plain), round(watched)
     result["goals"] = goals(result)
     return result
 
@@ -470,6 +595,7 @@ def goals(r: dict[str, Any]) -> dict[str, bool]:
         met["C<->C rtt_p50 <= 2 x floor"] = r["c_rtt_p50_ns"] <= 2 * r["floor_rtt_p50_ns"]
     if r.get("flowc_py_c_rtt_p50_us") is not None:
         met["Python<->C rtt <= Python<->Python"] = r["flowc_py_c_rtt_p50_us"] <= r["flowc_rtt_p50_us"]
+    met["watched stream >= 0.95 x unwatched"] = r["node_watched_msgs_per_s_64"] >= 0.95 * r["node_msgs_per_s_64"]
     return met
 
 
@@ -502,9 +628,14 @@ def render(r: dict[str, Any], note: str) -> str:
         "idle consumer < 5% CPU": f"{r['flowc_idle_cpu_pct']:.2f}%",
         "shared-core rtt <= 10 x pipe":
             f"{r['flowc_shared_core_rtt_p50_us'] / r['pipe_shared_core_rtt_p50_us']:.2f} x pipe",
+        "watched stream >= 0.95 x unwatched":
+            f"{r['node_watched_msgs_per_s_64']:,} vs {r['node_msgs_per_s_64']:,} msgs/s "
+            f"({r['node_watched_msgs_per_s_64'] / r['node_msgs_per_s_64']:.3f} x)",
     }
     native, from_python, native_details = render_native(r)
     details.update(native_details)
+    watched = ["median of 3", f"{r['node_msgs_per_s_64']:,}", f"{r['node_watched_msgs_per_s_64']:,}",
+               f"{r['node_watched_msgs_per_s_64'] / r['node_msgs_per_s_64']:.3f}"]
     return "\n".join([
         note, "", "Round trip, 64 B (µs)",
         *table(["transport", "p50", "p99", "p99.9", "p50 ÷ pipe", "p50 ÷ pyzmq"], rtt),
@@ -513,7 +644,10 @@ def render(r: dict[str, Any], note: str) -> str:
         "", "Both ends on one core, round trip 64 B (µs)", *table(["transport", "p50", "p99"], shared),
         "", "Native round trip, 64 B, one process per end (ns)", *native,
         "", "flowc round trip from a Python ping, 64 B (µs)", *from_python,
-        "", f"Idle flowc consumer: {r['flowc_idle_cpu_pct']:.2f}% of a core", "", "Goals",
+        "", f"Idle flowc consumer: {r['flowc_idle_cpu_pct']:.2f}% of a core",
+        "", "64 B stream through a real node's rings, watched: flowc metrics + a scrape every 100 ms (msgs/s)",
+        *table(["", "unwatched", "watched", "ratio"], [watched]),
+        "", "Goals",
         *(f"  [{'met' if met else 'MISSED'}] {goal:<34} {details[goal]}" for goal, met in r["goals"].items()),
     ])
 
