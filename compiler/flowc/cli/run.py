@@ -123,3 +123,31 @@ def channels_remove(plan: str, node: str) -> int:
     return EXIT_OK
 
 
+
+
+@click.command("reload")
+@click.argument("plan", type=PLAN)
+@click.option("--node", required=True, help="The running node to change.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=120.0, show_default=True,
+              help="Seconds to wait for the launcher's answer.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@guard
+def reload_command(plan: str, node: str, timeout: float, fmt: str) -> int:
+    """Ask the launcher running NODE to apply PLAN, changing only what differs (see flowc diff)."""
+    import json
+
+    from flowc.runtime.reload import ask
+
+    answer = ask(plan, node, timeout)
+    if fmt == "json":
+        click.echo(json.dumps(answer, indent=2, sort_keys=True))
+    elif not answer["applied"]:
+        click.echo(f"flowc reload: refused, nothing changed: {answer['why']}", err=True)
+    else:
+        for line in answer["changes"] or ["nothing to change"]:
+            click.echo(line)
+        for problem in answer["problems"]:
+            click.echo(f"flowc reload: warning: {problem}", err=True)
+        click.echo(f"applied in {answer['seconds']:.3f} s; {len(answer['untouched'])} process(es) untouched",
+                   err=True)
+    return EXIT_OK if answer["applied"] else EXIT_ERRORS

@@ -73,12 +73,14 @@ class NodeView:
     bridges: list[Bridge] = field(default_factory=list)
 
     @classmethod
-    def of(cls, plan: NodeSlice, node: str) -> NodeView:
+    def of(cls, plan: NodeSlice, node: str, generations: dict[str, int] | None = None) -> NodeView:
         """Compute the layout of ``node``.
 
         Args:
             plan: The node's slice of the plan.
             node: The node.
+            generations: How many times a reload replaced each channel's ring (see :func:`ring_name`); none
+                outside a reloaded launcher.
 
         Returns:
             The layout.
@@ -96,7 +98,8 @@ class NodeView:
         for channel, spec in info.channels.items():
             receivers = [r for r in spec.routes_in]
             senders = [(r, t) for r in spec.routes_out for t in plan.routes[r].targets if t != node]
-            layout.rings[channel] = RingLayout(channel, f"{prefix}-{channel}", spec.buffer_size,
+            name = ring_name(prefix, channel, (generations or {}).get(channel, 0))
+            layout.rings[channel] = RingLayout(channel, name, spec.buffer_size,
                                              max(1, len(spec.producers) + len(receivers)),
                                              max(1, len(spec.consumers) + len(senders)), spec.policy,
                                              spec.spin_us, spec.huge_pages)
@@ -139,6 +142,20 @@ class NodeView:
     def route_state(self, route: str) -> str:
         """Where a route's receiver records the last sequence it delivered (survives a receiver restart)."""
         return shm_path(f"{self.prefix}-{route}.state")
+
+
+#: The environment variable a reloaded launcher passes to its children: ``{channel: generation}`` as JSON.
+GENERATIONS_ENV = "FLOWC_RING_GENERATIONS"
+
+
+def ring_name(prefix: str, channel: str, generation: int = 0) -> str:
+    """The segment name of a channel's ring; a reload that replaces a ring gives the new one the next generation.
+
+    Example:
+        >>> ring_name("flowc-abc", "ticks"), ring_name("flowc-abc", "ticks", 2)
+        ('flowc-abc-ticks', 'flowc-abc-ticks.g2')
+    """
+    return f"{prefix}-{channel}" + (f".g{generation}" if generation else "")
 
 
 def shm_path(name: str) -> str:

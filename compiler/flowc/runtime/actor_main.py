@@ -12,7 +12,7 @@ import shlex
 import sys
 
 from flowc.diagnostics import UserError
-from flowc.model.node_view import NodeView
+from flowc.model.node_view import GENERATIONS_ENV, NodeView
 from flowc.model.plan import NodeSlice, UnknownNode
 from flowc.runtime import CHANNELS_ENV, install_stop_handler
 from flowc.runtime.readiness import signal_ready
@@ -60,6 +60,21 @@ def _reason(exc: BaseException) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
+def child_layout(plan: NodeSlice, node: str) -> NodeView:
+    """The layout a launcher's child sees: the plan's, with the ring generations a reload gave it.
+
+    The launcher passes them in :data:`~flowc.model.node_view.GENERATIONS_ENV`; anything there that is not a JSON
+    object of channel → non-negative integer is ignored (the child then sees the plan's first rings).
+    """
+    try:
+        given = json.loads(os.environ.get(GENERATIONS_ENV, "{}"))
+    except ValueError:
+        given = {}
+    generations = {k: v for k, v in given.items() if isinstance(k, str) and type(v) is int and 0 <= v < 1 << 31} \
+        if isinstance(given, dict) else {}
+    return NodeView.of(plan, node, generations)
+
+
 def run_actor(plan_path: str, node: str, actor: str) -> int:
     """Run ``actor`` in this process: call its ``run`` callable, or exec its ``command``.
 
@@ -77,7 +92,7 @@ def run_actor(plan_path: str, node: str, actor: str) -> int:
     plan = load_node(plan_path, node)
     if actor not in plan.nodes[node].actors:
         raise ActorError(f"no actor '{actor}' on node '{node}' in {plan_path}")
-    layout = NodeView.of(plan, node)
+    layout = child_layout(plan, node)
     info = plan.nodes[node].actors[actor]
     Numa().bind(info.numa)
     os.environ.update({"FLOWC_ACTOR": actor, "FLOWC_NODE": node, CHANNELS_ENV: json.dumps(layout.actor_io[actor])})

@@ -17,8 +17,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from flowc.model.node_view import Bridge, NodeView
-from flowc.runtime.actor_main import load_node
+from flowc.model.node_view import Bridge
+from flowc.runtime.actor_main import child_layout, load_node
 from flowc.runtime.histogram import publish
 
 #: A route sender's wait on its ring: spin and yield budgets in µs. Zero: block on the doorbell at once. A bridge
@@ -53,7 +53,7 @@ def run_bridge(plan_path: str, node: str, route: str, direction: str, index: int
     from flowc.runtime.ring import Ring
     from flowc.runtime.route_keys import RouteKeyError
 
-    layout = NodeView.of(load_node(plan_path, node), node)
+    layout = child_layout(load_node(plan_path, node), node)
     bridge = next(b for b in layout.bridges if (b.route, b.direction, b.index) == (route, direction, index))
     try:
         keys = _keys(bridge, node)

@@ -14,6 +14,7 @@ connected.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -23,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowc.diagnostics import UserError
-from flowc.model.node_view import NodeView
-from flowc.runtime import route_keys, segments
+from flowc.model.node_view import GENERATIONS_ENV, NodeView
+from flowc.runtime import reload, route_keys, segments
 from flowc.runtime.actor_main import load_node
 from flowc.runtime.metrics import MetricsError, MetricsServer, NodeCollector, endpoint
 from flowc.runtime.observe import NodeReader, ProcessState, process_usage
@@ -64,6 +65,8 @@ class Child:
     finished: bool = False
     restart_at: float | None = None
     previous_exit_code: int | None = None
+    #: A reload is stopping it to start it again (or for good): its exit is neither a failure nor an end.
+    reloading: bool = False
 
     def state(self) -> ProcessState:
         """What the process is doing now, for the metrics endpoint (read from another thread: reads only)."""
@@ -71,7 +74,7 @@ class Child:
         usage = process_usage(proc.pid) if proc is not None and code is None else None
         if self.finished:
             state = "finished"
-        elif self.restart_at is not None:
+        elif self.restart_at is not None or self.reloading:
             state = "restarting"
         elif proc is None:
             state = "starting"
@@ -98,6 +101,7 @@ class Child:
                 pin(cpus)
 
         self.previous_exit_code = self.last_exit_code
+        self.reloading = self.finished = False
         self.proc = subprocess.Popen(self.argv, env={**env, "FLOWC_ACTOR": self.key, "FLOWC_CHILD": self.key},
                                      stdin=subprocess.DEVNULL,
                                      preexec_fn=setup)  # noqa: PLW1509 - affinity and pdeathsig must precede exec
@@ -175,6 +179,11 @@ class Launcher:
         self.server: MetricsServer | None = None
         self.phase = "starting"
         self.heartbeat = time.monotonic()
+        self.reload_requested = False
+        self.generations: dict[str, int] = {}
+        self.reloads: list[dict[str, Any]] = []
+        self.env: dict[str, str] = {}
+        self.report_dir = ""
 
     def say(self, line: str) -> None:
         """Write one progress line."""
@@ -211,21 +220,22 @@ class Launcher:
             segments.release(self.layout)
             raise LaunchError(str(exc)) from None
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hangup)
         created = False
         failure: str | None = None
         try:
             removed = segments.reclaim(self.layout)
             if removed:
                 self.say(f"reclaimed {len(removed)} segment(s) a previous run left behind")
-            report_dir = segments.make_report_dir(self.layout)
+            report_dir = self.report_dir = segments.make_report_dir(self.layout)
             created = True
             self.rings = segments.create(self.layout)
-            self._plan_children()
-            env = {**self.environ, "FLOWC_NODE": self.node, "FLOWC_REPORT_DIR": report_dir}
-            self._start_in_stages(env, report_dir)
+            self.replan_children(keep=[])
+            self.env = {**self.environ, "FLOWC_NODE": self.node, "FLOWC_REPORT_DIR": report_dir}
+            self.start_in_stages(self.children)
             self.say(f"running {len(self.children)} process(es) on {len(self.rings)} channel(s)")
             self.phase = "running"
-            failure = self._supervise(env)
+            failure = self._supervise()
             self.phase = "stopping"
             self._stop_in_order()
             return build_report(self, report_dir, failure)
@@ -305,14 +315,57 @@ class Launcher:
     def _on_signal(self, _signum: int, _frame: Any) -> None:
         self.stop_requested = True
 
-    def _plan_children(self) -> None:
+    def _on_hangup(self, _signum: int, _frame: Any) -> None:
+        self.reload_requested = True
+
+    def _reload(self) -> None:
+        """Apply the plan ``flowc reload`` named (or the plan file again) and answer (:mod:`flowc.runtime.reload`)."""
+        self.reload_requested = False
+        plan_path, request = reload.take_request(self)
+        self.say(f"reloading {plan_path}")
+        outcome = reload.Reload(self, plan_path).run()
+        outcome.request = request
+        if not outcome.applied:
+            self.say(f"reload refused, nothing changed: {outcome.why}")
+        else:
+            for line in outcome.changes or ["nothing to change"]:
+                self.say(f"reload: {line}")
+            for problem in outcome.problems:
+                self.say(f"reload: warning: {problem}")
+        self.reloads.append(outcome.as_dict())
+        reload.answer(self, outcome)
+
+    def adopt(self, plan_path: str, plan: Any, layout: NodeView, mapping: dict[int, int],
+              generations: dict[str, int]) -> None:
+        """Make a reloaded plan the running one (its rings exist; its new processes are not started yet)."""
+        self.plan_path, self.plan, self.layout, self.cpu_mapping = plan_path, plan, layout, mapping
+        self.generations = generations
+        self.env = {k: v for k, v in self.env.items() if k != GENERATIONS_ENV} | reload.generations_env(generations)
+        if self.server is not None:
+            with self.collector.lock:
+                self.reader.close()
+                self.reader = self.collector.reader = NodeReader(layout)
+
+    def replan_children(self, keep: list[Child]) -> list[Child]:
+        """Make the list of processes the running plan asks for; return those that must (re)start.
+
+        Args:
+            keep: Processes that go on as they are (a reload leaves them untouched).
+
+        Returns:
+            The processes to start: new ones, and the earlier objects of processes a reload stopped (so their
+            counters go on).
+        """
         info = self.plan.nodes[self.node]
         base = [sys.executable, "-m", "flowc"]
+        earlier = {c.key: c for c in self.children}
+        kept = {c.key for c in keep}
+        wanted: list[Child] = []
         for name, actor in sorted(info.actors.items()):
             cpus = [self.cpu_mapping[c] for c in actor.cpus]
             argv = [*base, "run-actor", self.plan_path, "--node", self.node, "--actor", name]
-            self.children.append(Child(name, argv, actor.role, info.start_stages.get(name, 0), cpus,
-                                       writes=list(actor.outputs)))
+            wanted.append(Child(name, argv, actor.role, info.start_stages.get(name, 0), cpus,
+                                writes=list(actor.outputs)))
         # Bridges share the node's bridge_cpus when it names them; otherwise they are not pinned.
         bridge_cpus = sorted({self.cpu_mapping[c] for c in info.bridge_cpus})
         for bridge in self.layout.bridges:
@@ -320,19 +373,33 @@ class Launcher:
             argv = [*base, "run-bridge", self.plan_path, "--node", self.node, "--route", bridge.route,
                     "--direction", bridge.direction, "--index", str(bridge.index)]
             role = "producer" if bridge.direction == "in" else "consumer"
-            self.children.append(Child(key, argv, role, bridge.stage, bridge_cpus or None,
-                                       writes=[bridge.channel] if role == "producer" else []))
+            wanted.append(Child(key, argv, role, bridge.stage, bridge_cpus or None,
+                                writes=[bridge.channel] if role == "producer" else []))
+        children, starting = [], []
+        for child in wanted:
+            if child.key in kept:
+                children.append(earlier[child.key])
+                continue
+            if child.key in earlier:  # the same process again: its counters go on
+                old = earlier[child.key]
+                old.argv, old.role, old.stage, old.cpus, old.writes = (child.argv, child.role, child.stage,
+                                                                       child.cpus, child.writes)
+                child = old
+            children.append(child)
+            starting.append(child)
+        self.children = children
+        return starting
 
-    def _start_order(self) -> list[Child]:
-        return sorted(self.children, key=lambda c: (c.stage, c.key))
-
-    def _start_in_stages(self, env: dict[str, str], report_dir: str) -> None:
-        """Start stage by stage, each once the one before is ready (see :mod:`flowc.runtime.readiness`)."""
+    def start_in_stages(self, starting: list[Child]) -> None:
+        """Start ``starting`` stage by stage, each once the one before is ready (:mod:`flowc.runtime.readiness`)."""
+        env, report_dir = self.env, self.report_dir
         stages: dict[int, list[Child]] = {}
-        for child in self._start_order():
+        for child in sorted(starting, key=lambda c: (c.stage, c.key)):
             stages.setdefault(child.stage, []).append(child)
         for stage, children in sorted(stages.items()):
             for child in children:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(ready_file(report_dir, child.key))  # a reloaded process says it again
                 child.start(env)
             if stage == max(stages):
                 break
@@ -347,9 +414,11 @@ class Launcher:
                     break
                 time.sleep(0.005)
 
-    def _supervise(self, env: dict[str, str]) -> str | None:
+    def _supervise(self) -> str | None:
         deadline = time.monotonic() + self.duration if self.duration is not None else None
         while not self.stop_requested and (deadline is None or time.monotonic() < deadline):
+            if self.reload_requested:
+                self._reload()
             now = self.heartbeat = time.monotonic()
             for child in self.children:
                 if child.reap():
@@ -366,7 +435,7 @@ class Launcher:
                 if child.restart_at is not None and now >= child.restart_at:
                     child.restart_at = None
                     child.restarts += 1
-                    child.start(env)
+                    child.start(self.env)
             if all(c.finished for c in self.children):
                 break
             time.sleep(0.02)

@@ -94,7 +94,8 @@ def build_report(launcher: Any, report_dir: str, failure: str | None) -> dict[st
     Returns:
         ``{"node", "channels": {name: {sent, received, dropped, backpressure_waits}}, "actors": {name: {restarts,
         cpu_s, exit_code}}, "latency_us": {p50, p99, p999, count}, "latency_by_sink_us": {sink: {p50, p99, p999,
-        count, path}}, "sinks", "routes", "cpu_map", "notes", "failure"}``; a sink's ``path`` says whether its
+        count, path}}, "sinks", "routes", "cpu_map", "notes", "reloads", "failure"}``; ``reloads`` lists what each
+        reload did (:meth:`flowc.runtime.reload.Outcome.as_dict`); a sink's ``path`` says whether its
         messages crossed a route (``route <name>``) or only shared memory. Impossible counters (see
         :func:`impossible_counters`) or a segment that can no longer be read make ``failure`` say so when the node
         did not already fail otherwise.
@@ -140,6 +141,7 @@ def build_report(launcher: Any, report_dir: str, failure: str | None) -> dict[st
     return {"node": launcher.node, "channels": channels, "actors": actors, "latency_us": _percentiles(samples),
             "latency_by_sink_us": by_sink, "sinks": sinks, "routes": bridges,
             "cpu_map": {str(k): v for k, v in launcher.cpu_mapping.items()}, "notes": launcher.notes,
+            "reloads": list(getattr(launcher, "reloads", [])),
             "failure": failure or ("; ".join(problems) if problems else None)}
 
 

@@ -84,6 +84,33 @@ def hold(layout: NodeView) -> None:
     _HELD[layout.prefix] = fd
 
 
+def holder(layout: NodeView) -> int | None:
+    """The pid of the live process that holds the node's lock (its launcher), or ``None`` when nobody does."""
+    try:
+        fd = _open_checked(layout.lock, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _holder(fd)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def open_private(path: str, flags: int) -> int:
+    """Open a file of the node's in ``/dev/shm`` only if it is this user's private regular file (no symlink).
+
+    Raises:
+        FileNotFoundError: There is no such file.
+        UnsafeShm: It fails the checks.
+    """
+    return _open_checked(path, flags)
+
+
 def release(layout: NodeView) -> None:
     """Give up the node's lock and remove the lock file (a no-op when this process does not hold it)."""
     fd = _HELD.pop(layout.prefix, None)
@@ -122,11 +149,12 @@ def reclaim(layout: NodeView) -> list[str]:
     return removed
 
 
-def create(layout: NodeView) -> dict[str, Any]:
+def create(layout: NodeView, only: set[str] | None = None) -> dict[str, Any]:
     """Create every ring of the node and record them; on any failure remove what this call created.
 
     Args:
         layout: The node's layout.
+        only: Create only these channels' rings, adding them to the rings already recorded (a reload).
 
     Returns:
         Channel name → the created ring.
@@ -140,16 +168,19 @@ def create(layout: NodeView) -> dict[str, Any]:
 
     hold(layout)
     rings: dict[str, Any] = {}
+    kept = _read_registry(layout) if only is not None else []
     attempted: list[str] = []
     try:
         for channel, spec in sorted(layout.rings.items()):
+            if only is not None and channel not in only:
+                continue
             taken = _existing(spec.name)
             if taken:
                 raise UnsafeShm(f"refusing to create channel '{channel}': {taken} already exists and this "
                                 "launcher did not create it; remove it if no other program uses it")
             # Recorded before it exists, so a launcher killed in between still leaves a name to reclaim.
             attempted.append(spec.name)
-            _record(layout, attempted)
+            _record(layout, kept + attempted)
             kwargs: dict[str, Any] = {"policy": spec.policy, "huge_pages": spec.huge_pages}
             if spec.spin_us is not None:
                 kwargs["spin_us"] = spec.spin_us
@@ -165,9 +196,26 @@ def create(layout: NodeView) -> dict[str, Any]:
             ring.close()
         for name in attempted:
             _unlink_own(name)
-        _remove(layout.registry)
+        if only is None:
+            _remove(layout.registry)
+        else:
+            _record(layout, kept)
         raise
     return rings
+
+
+def retire(layout: NodeView, rings: dict[str, Any]) -> None:
+    """Close and remove some rings of a running node (a reload replaced or dropped them) and unrecord them.
+
+    Args:
+        layout: The node's layout (its lock is held by this process).
+        rings: Segment name → the ring, as this process has it open.
+    """
+    hold(layout)
+    for name, ring in rings.items():
+        ring.close()
+        _unlink_own(name)
+    _record(layout, [n for n in _read_registry(layout) if n not in rings])
 
 
 def remove(layout: NodeView, rings: dict[str, Any]) -> None:
