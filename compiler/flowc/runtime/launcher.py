@@ -436,7 +436,7 @@ class Launcher:
                     child.restart_at = None
                     child.restarts += 1
                     child.start(self.env)
-            if all(c.finished for c in self.children):
+            if self.children and all(c.finished for c in self.children):
                 break
             time.sleep(0.02)
         return None
