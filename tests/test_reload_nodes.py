@@ -119,7 +119,8 @@ def test_moving_a_consumer_to_another_node_loses_nothing(tmp_path: Path, order: 
             assert answers[node]["applied"], answers[node]["why"]
         assert answers["a"]["changes"] == ["- remove actor sink", "+ add route feed_route out to b"]
         assert set(answers["a"]["untouched"]) == {"feed"}
-        assert answers["b"]["changes"] == ["+ add channel ticks", "+ add actor sink", "+ add route feed_route in from a"]
+        assert answers["b"]["changes"] == ["+ add channel ticks", "+ add actor sink",
+                                           "+ add route feed_route in from a"]
         # the producer sends 8000 at 2000/s and then lingers: wait until all arrived at b
         end = time.monotonic() + 60
         while not files.sent.exists() or len(files.received()) < 8000:
