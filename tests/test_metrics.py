@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +17,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-TESTS = Path(__file__).resolve().parent
+from node_runs import build, free_port, launch, stop, wait_for
 
 ONE_NODE = """
 actors:
@@ -52,38 +50,6 @@ inter_node:
 """
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def build(tmp_path: Path, text: str) -> Path:
-    """Build ``text`` and give every node (and route) a free port; return the plan's path."""
-    source = tmp_path / f"metrics-{secrets.token_hex(4)}.yaml"
-    source.write_text(text)
-    done = subprocess.run([sys.executable, "-m", "flowc", "build", str(source), "-o", str(tmp_path / "out")],
-                          capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-    plan = tmp_path / "out" / "flowc" / "plan.json"
-    data = json.loads(plan.read_text())
-    for node in data["nodes"].values():
-        node["metrics"] = {"address": "127.0.0.1", "port": free_port()}
-    for route in data["routes"].values():
-        route["port"] = free_port()
-    plan.write_text(json.dumps(data))
-    return plan
-
-
-def launch(plan: Path, node: str, report: Path, *extra: str) -> subprocess.Popen:
-    """Start ``flowc launch`` for ``node`` with the plan's metrics port (not the suite's free-port default)."""
-    env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    env.pop("FLOWC_METRICS_PORT")
-    return subprocess.Popen([sys.executable, "-m", "flowc", "launch", str(plan), "--node", node, "--report",
-                             str(report), "--oversubscribe", *extra], env=env, stderr=subprocess.PIPE, text=True)
-
-
 def url(plan: Path, node: str, path: str) -> str:
     """The address of ``path`` on ``node``'s endpoint."""
     metrics = json.loads(plan.read_text())["nodes"][node]["metrics"]
@@ -94,28 +60,6 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of an exposition, by name and sorted labels."""
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def wait_for(check, timeout: float = 20.0, every: float = 0.05):
-    """Call ``check`` until it returns something true (which is returned) or ``timeout`` passes."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            value = check()
-        except httpx.TransportError:
-            value = None
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"still not true after {timeout} s")
-
-
-def stop(proc: subprocess.Popen) -> str:
-    """SIGTERM a launcher and return its stderr."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    return err
 
 
 def test_scrape_matches_the_final_report(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from flowc import __version__
-from flowc.cli import compile, diff, keys, metrics, pricing, ring, run, tasks
+from flowc.cli import compile, diff, keys, metrics, pricing, ring, run, tasks, top
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,7 +21,7 @@ def main(debug: bool) -> None:
 
 
 for command in (compile.check, compile.build, compile.graph, compile.schema, run.launch, run.run_actor_command,
-                run.run_bridge_command, run.channels, metrics.metrics_command, ring.ring_include, keys.keys,
+                run.run_bridge_command, run.channels, metrics.metrics_command, top.top, ring.ring_include, keys.keys,
                 pricing.pricing, tasks.submit, tasks.status, tasks.cancel, tasks.logs, diff.diff,
                 run.reload_command):
     main.add_command(command)

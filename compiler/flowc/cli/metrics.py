@@ -2,7 +2,8 @@
 
 The launcher serves the same endpoint itself (``flowc launch``); this command is for nodes whose actors and
 bridges run as systemd units: it reads the node's rings and the counters its bridges and latency sinks publish,
-so it needs nothing from them. ``/readyz`` is ready once every channel of the node exists.
+so it needs nothing from them. ``/readyz`` is ready once every channel of the node exists. :func:`node_reader`,
+the node's reader built from a plan, is shared with ``flowc top``.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ import ipaddress
 import signal
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from flowc.cli.common import EXIT_ERRORS, EXIT_OK, PLAN, guard
+
+if TYPE_CHECKING:
+    from flowc.runtime.observe import NodeReader
 
 
 def _address(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -43,6 +47,26 @@ def metrics_options(command: Callable[..., Any]) -> Callable[..., Any]:
                              "stderr) instead of the plan's [env: FLOWC_METRICS_PORT].")(command)
 
 
+def node_reader(plan: str, node: str) -> NodeReader:
+    """A reader of NODE's rings and published counters, laid out from PLAN as ``flowc launch`` lays them out.
+
+    Args:
+        plan: The plan file (or a node slice of one).
+        node: The node to read.
+
+    Returns:
+        The reader; nothing is attached until it reads (``close`` it when done).
+
+    Raises:
+        PlanError: PLAN is not a plan or has no NODE (a user error: ``guard`` makes it exit 1).
+    """
+    from flowc.model.node_view import NodeView
+    from flowc.runtime.actor_main import load_node
+    from flowc.runtime.observe import NodeReader
+
+    return NodeReader(NodeView.of(load_node(plan, node), node))
+
+
 @click.command("metrics")
 @click.argument("plan", type=PLAN)
 @click.option("--node", required=True, help="The node of the plan to observe.")
@@ -50,15 +74,10 @@ def metrics_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @guard
 def metrics_command(plan: str, node: str, metrics_port: int | None, metrics_address: str | None) -> int:
     """Serve NODE's /metrics, /healthz and /readyz from its shared memory until SIGTERM or Ctrl-C."""
-    from flowc.model.node_view import NodeView
-    from flowc.runtime.actor_main import load_node
     from flowc.runtime.metrics import MetricsError, MetricsServer, NodeCollector, endpoint
-    from flowc.runtime.observe import NodeReader
 
-    part = load_node(plan, node)
-    layout = NodeView.of(part, node)
-    where = endpoint(part.nodes[node].metrics, metrics_port, metrics_address)
-    reader = NodeReader(layout)
+    reader = node_reader(plan, node)
+    where = endpoint(reader.layout.plan.nodes[node].metrics, metrics_port, metrics_address)
     collector = NodeCollector(reader)
 
     def ready() -> tuple[bool, dict[str, Any]]:

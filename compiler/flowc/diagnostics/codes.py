@@ -69,6 +69,8 @@ CODES: dict[str, str] = {
     "FLC342": "more producers or consumers than a ring supports",
     "FLC343": "route bridges pinned to an actor's cpu",
     "FLC344": "metrics port taken twice on one host",
+    "FLC345": "shared delivery with drop_oldest",
+    "FLC346": "shared delivery with one reader",
     # 4xx: placement and transport
     "FLC401": "shared memory across numa nodes",
     "FLC402": "dataflow cycle",

@@ -62,7 +62,8 @@ def render_dot(plan: Plan) -> str:
                     lines.append(f"{indent}{_q(name + '/' + actor)} [shape=box, label={_q(label)}];")
             for channel, info in sorted(node.channels.items()):
                 if info.numa == numa:
-                    label = f"{channel}\n{info.type} {format_size(info.buffer_size)}"
+                    shared = " shared" if info.delivery == "shared" else ""
+                    label = f"{channel}\n{info.type} {format_size(info.buffer_size)}{shared}"
                     lines.append(f"{indent}{_q(name + '/#' + channel)} [shape=cylinder, label={_q(label)}];")
             if numa is not None:
                 lines.append("    }")

@@ -124,6 +124,7 @@ class LocalChannel(Located):
     numa: int | None = None
     huge_pages: bool = False
     policy: Literal["backpressure", "drop_oldest"] = "backpressure"
+    delivery: Literal["broadcast", "shared"] = "broadcast"
     spin_us: float | None = None
 
 

@@ -30,6 +30,7 @@ class RingLayout:
     policy: str
     spin_us: float | None
     huge_pages: bool
+    delivery: str = "broadcast"
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ class NodeView:
             layout.rings[channel] = RingLayout(channel, name, spec.buffer_size,
                                              max(1, len(spec.producers) + len(receivers)),
                                              max(1, len(spec.consumers) + len(senders)), spec.policy,
-                                             spec.spin_us, spec.huge_pages)
+                                             spec.spin_us, spec.huge_pages, spec.delivery)
             writers[channel] = list(spec.producers)
             readers[channel] = list(spec.consumers)
             for i, route in enumerate(receivers):

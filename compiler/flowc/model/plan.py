@@ -133,6 +133,8 @@ class ChannelPlan(_Frozen):
     numa: _Cpu | None
     huge_pages: bool
     policy: Literal["backpressure", "drop_oldest"] = "backpressure"
+    #: ``broadcast``: every consumer sees every message; ``shared``: each message goes to exactly one.
+    delivery: Literal["broadcast", "shared"] = "broadcast"
     spin_us: _Spin | None = None
     transport: Literal["shm"]
     producers: tuple[str, ...]

@@ -19,7 +19,7 @@ Action = Literal["add", "remove", "restart", "replace"]
 _SYMBOL = {"add": "+", "remove": "-", "restart": "~", "replace": "~"}
 _ACTOR_FIELDS = ("role", "cpus", "numa", "inputs", "outputs", "command", "run", "params", "env", "realtime_priority",
                  "memory_max")
-_RING_FIELDS = ("buffer_size", "producers", "consumers", "policy", "huge_pages", "spin_us")
+_RING_FIELDS = ("buffer_size", "producers", "consumers", "policy", "delivery", "huge_pages", "spin_us")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ twice), FLC308 (unknown numa node), FLC309 (cpu outside its numa node), FLC315 (
 sharing a cpu), FLC310 (role contradicts
 channels), FLC313 (unused local channel, warning), FLC314 (channel listed twice), FLC316 ('run'
 with 'command', or 'params' without 'run') and FLC342 (more producers or consumers on one node's channel
-than a ring supports, :data:`~flowc.model.units.MAX_ENDS`).
+than a ring supports, :data:`~flowc.model.units.MAX_ENDS`), FLC345 (a shared channel that drops the oldest) and
+FLC346 (a shared channel with one reader, warning).
 """
 
 from __future__ import annotations
@@ -48,6 +49,16 @@ def _check_ring_ends(spec: ir.Spec, index: ChannelIndex, ctx: Context) -> None:
             continue
         declared = {channel.name: channel for channel in node.channels}.get(key[1])
         at = declared.span if declared is not None else node.span
+        if declared is not None and declared.delivery == "shared":
+            where = declared.at("delivery")
+            if declared.policy == "drop_oldest":
+                ctx.error("FLC345", f"channel '{key[1]}' on '{key[0]}' shares its messages and drops the oldest",
+                          at=where, help="a shared channel's readers take turns and none lags behind: use "
+                                         "policy: backpressure, or delivery: broadcast")
+            elif index.consumer_count(key) < 2:
+                ctx.warn("FLC346", f"channel '{key[1]}' on '{key[0]}' shares its messages but has one reader",
+                         at=where, help="shared delivery splits messages among several readers (replicas of a "
+                                        "transformer, or route senders); with one it is broadcast")
         for count, what in ((index.producer_count(key), "producers"), (index.consumer_count(key), "consumers")):
             if count > MAX_ENDS:
                 ctx.error("FLC342", f"channel '{key[1]}' has {count} {what} on '{key[0]}'; a ring supports at "

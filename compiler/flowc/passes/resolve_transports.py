@@ -90,6 +90,7 @@ def _channel(key, declared, index, actors: dict[str, ActorPlan]) -> ChannelPlan:
         buffer_size=(declared.buffer_size if declared is not None and declared.buffer_size else DEFAULT_BUFFER_SIZE),
         numa=numa, huge_pages=declared.huge_pages if declared is not None else False, transport="shm",
         policy=declared.policy if declared is not None else "backpressure",
+        delivery=declared.delivery if declared is not None else "broadcast",
         spin_us=declared.spin_us if declared is not None else None,
         producers=producers, consumers=consumers, routes_in=tuple(sorted(index.routes_in.get(key, ()))),
         routes_out=tuple(sorted(index.routes_out.get(key, ()))))

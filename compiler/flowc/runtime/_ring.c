@@ -319,14 +319,15 @@ static PyObject *mod_layout_size(PyObject *self, PyObject *args) {
 static PyObject *mod_init(PyObject *self, PyObject *args) {
     PyObject *buf;
     unsigned long long cap, np, nc, maxmsg, spin_ns, yield_ns;
-    int drop, huge;
-    if (!PyArg_ParseTuple(args, "OKKKKppKK", &buf, &cap, &np, &nc, &maxmsg, &drop, &huge, &spin_ns, &yield_ns))
+    int drop, huge, shared = 0;
+    if (!PyArg_ParseTuple(args, "OKKKKppKK|p", &buf, &cap, &np, &nc, &maxmsg, &drop, &huge, &spin_ns, &yield_ns,
+                          &shared))
         return NULL;
     if (np > FLOWC_MAX_ENDS || nc > FLOWC_MAX_ENDS) {
         PyErr_SetString(PyExc_ValueError, "invalid ring geometry");
         return NULL;
     }
-    flowc_ring_params params = {cap, (uint32_t)np, (uint32_t)nc, maxmsg, drop, huge, spin_ns, yield_ns};
+    flowc_ring_params params = {cap, (uint32_t)np, (uint32_t)nc, maxmsg, drop, huge, spin_ns, yield_ns, shared};
     Py_buffer view;
     if (PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE) < 0) return NULL;
     int rc = flowc_ring_create_in(view.buf, (size_t)view.len, &params);
@@ -343,10 +344,11 @@ static PyObject *mod_info(PyObject *self, PyObject *buf) {
     flowc_ring_info_of(ring, &m);
     flowc_ring_close(ring);
     PyBuffer_Release(&view);
-    return Py_BuildValue("{sKsIsIsKsOsOsKsK}", "capacity", (unsigned long long)m.capacity, "producers", m.producers,
-                         "consumers", m.consumers, "max_message", (unsigned long long)m.max_message, "drop_oldest",
-                         m.drop_oldest ? Py_True : Py_False, "huge_pages", m.huge_pages ? Py_True : Py_False,
-                         "spin_ns", (unsigned long long)m.spin_ns, "yield_ns", (unsigned long long)m.yield_ns);
+    return Py_BuildValue("{sKsIsIsKsOsOsOsKsK}", "capacity", (unsigned long long)m.capacity, "producers",
+                         m.producers, "consumers", m.consumers, "max_message", (unsigned long long)m.max_message,
+                         "drop_oldest", m.drop_oldest ? Py_True : Py_False, "huge_pages",
+                         m.huge_pages ? Py_True : Py_False, "shared", m.shared ? Py_True : Py_False, "spin_ns",
+                         (unsigned long long)m.spin_ns, "yield_ns", (unsigned long long)m.yield_ns);
 }
 
 static PyObject *mod_stats(PyObject *self, PyObject *buf) {
@@ -424,7 +426,8 @@ static PyObject *mod_is_closed(PyObject *self, PyObject *buf) {
 static PyMethodDef module_methods[] = {
     {"layout_size", mod_layout_size, METH_VARARGS, "layout_size(capacity, producers, consumers) -> segment bytes"},
     {"init", mod_init, METH_VARARGS,
-     "init(buffer, capacity, producers, consumers, max_message, drop_oldest, huge_pages, spin_ns, yield_ns)"},
+     "init(buffer, capacity, producers, consumers, max_message, drop_oldest, huge_pages, spin_ns, yield_ns, "
+     "shared=False)"},
     {"info", mod_info, METH_O, "info(buffer) -> dict of the segment's geometry and policy"},
     {"stats", mod_stats, METH_O, "stats(buffer) -> dict of raw counters"},
     {"wake_all", mod_wake_all, METH_O, "wake_all(buffer): wake every blocked sender and receiver"},

@@ -94,7 +94,14 @@ typedef struct {
 typedef struct {
     _Alignas(64) uint64_t cursor;
     uint64_t received;
-    uint64_t dropped; /* written by producers (fetch_add) in drop_oldest */
+    uint64_t dropped; /* written by producers (fetch_add) in drop_oldest, by consumers in a shared ring */
+    /* Shared rings only. Line 0's `taken` is the group's next position to hand out (consumers CAS it); `cursor`
+     * of line 0 is the group's release position, below which every record is read (producers wait on it).
+     * `holding` is the position this consumer claimed and is copying (UINT64_MAX: none) and `holder_pid` its pid,
+     * so a consumer waiting to release after it finds a dead holder. */
+    uint64_t taken;
+    uint64_t holding;
+    int32_t holder_pid;
 } cons_line;
 
 /* The layout is part of the segment format (FLOWC_RING_VERSION): new fields only go into existing padding. */
@@ -113,6 +120,8 @@ AT(ring_hdr, broken, FLOWC_OFF_BROKEN); AT(prod_line, sent, FLOWC_OFF_SENT);
 AT(prod_line, bp_waits, FLOWC_OFF_BP_WAITS); AT(prod_line, claim, FLOWC_OFF_CLAIM); AT(prod_line, pid, FLOWC_OFF_PID);
 AT(cons_line, cursor, FLOWC_OFF_CURSOR); AT(cons_line, received, FLOWC_OFF_RECEIVED);
 AT(cons_line, dropped, FLOWC_OFF_DROPPED);
+AT(cons_line, taken, FLOWC_OFF_TAKEN); AT(cons_line, holding, FLOWC_OFF_HOLDING);
+AT(cons_line, holder_pid, FLOWC_OFF_HOLDER_PID);
 #undef AT
 
 struct flowc_ring {
@@ -134,7 +143,7 @@ typedef struct endpoint {
     /* Last seen min consumer cursor (producer) or `published` (consumer): both only grow, so a stale value is
      * safe and re-reading the shared line only when it says "full"/"empty" keeps cache lines from bouncing. */
     uint64_t cached;
-    uint32_t nprod, ncons, drop, index, is_producer;
+    uint32_t nprod, ncons, drop, shared, index, is_producer;
     flowc_wait_hooks hooks;
 } endpoint;
 
@@ -218,7 +227,10 @@ static const char *check_meta(const meta_t *m, uint64_t len) {
     if (len < sizeof(ring_hdr)) return "segment smaller than a ring header";
     if (m->magic != FLOWC_RING_MAGIC) return "bad magic";
     if (m->version != FLOWC_RING_VERSION) return "unsupported version";
-    if (m->flags & ~(uint32_t)(FLOWC_RING_FLAG_DROP_OLDEST | FLOWC_RING_FLAG_HUGE_PAGES)) return "unknown flags";
+    if (m->flags & ~(uint32_t)(FLOWC_RING_FLAG_DROP_OLDEST | FLOWC_RING_FLAG_HUGE_PAGES | FLOWC_RING_FLAG_SHARED))
+        return "unknown flags";
+    if ((m->flags & FLOWC_RING_FLAG_SHARED) && (m->flags & FLOWC_RING_FLAG_DROP_OLDEST))
+        return "shared delivery with drop_oldest";
     /* bounds the endpoint lines (and the multiplications in layout_data_offset) */
     if (m->producers < 1 || m->producers > FLOWC_MAX_ENDS || m->consumers < 1 || m->consumers > FLOWC_MAX_ENDS)
         return "producer or consumer count out of range";
@@ -308,6 +320,7 @@ int flowc_ring_info_of(const flowc_ring *ring, flowc_ring_info *out) {
     out->consumers = m->consumers;
     out->drop_oldest = (m->flags & FLOWC_RING_FLAG_DROP_OLDEST) != 0;
     out->huge_pages = (m->flags & FLOWC_RING_FLAG_HUGE_PAGES) != 0;
+    out->shared = (m->flags & FLOWC_RING_FLAG_SHARED) != 0;
     return FLOWC_OK;
 }
 
@@ -353,16 +366,19 @@ int flowc_ring_create_in(void *base, size_t len, const flowc_ring_params *p) {
     /* the same limits an attacher checks (check_meta), so that every segment made here can be attached */
     if (np < 1 || nc < 1 || np > FLOWC_MAX_ENDS || nc > FLOWC_MAX_ENDS || cap % 8 || cap < FLOWC_MIN_CAPACITY ||
         cap > UINT64_MAX - layout_data_offset(np, nc) || maxmsg > cap / 4 || rec_size(maxmsg) > cap / 4 ||
-        p->spin_ns > FLOWC_MAX_BUDGET_NS || p->yield_ns > FLOWC_MAX_BUDGET_NS)
+        p->spin_ns > FLOWC_MAX_BUDGET_NS || p->yield_ns > FLOWC_MAX_BUDGET_NS || (p->shared && p->drop_oldest))
         return flowc_fail(FLOWC_EINVAL, "invalid ring geometry");
     uint64_t off = layout_data_offset(np, nc);
     if ((uint64_t)len < off + cap) return flowc_fail(FLOWC_ETOOBIG, "buffer too small for the ring");
     memset(base, 0, off);
     ring_hdr *h = (ring_hdr *)base;
     meta_t m = {0, FLOWC_RING_VERSION,
-                (p->drop_oldest ? FLOWC_RING_FLAG_DROP_OLDEST : 0u) | (p->huge_pages ? FLOWC_RING_FLAG_HUGE_PAGES : 0u),
+                (p->drop_oldest ? FLOWC_RING_FLAG_DROP_OLDEST : 0u) | (p->huge_pages ? FLOWC_RING_FLAG_HUGE_PAGES : 0u) |
+                    (p->shared ? FLOWC_RING_FLAG_SHARED : 0u),
                 cap, (uint32_t)np, (uint32_t)nc, maxmsg, off, p->spin_ns, p->yield_ns};
     h->meta = m;
+    cons_line *lines = (cons_line *)((char *)base + sizeof(ring_hdr) + np * sizeof(prod_line));
+    for (uint64_t j = 0; j < nc; j++) lines[j].holding = UINT64_MAX;
     /* the magic goes last with RELEASE: an attacher that sees it sees a fully initialised header */
     STORE_REL(&h->meta.magic, FLOWC_RING_MAGIC);
     return FLOWC_OK;
@@ -608,6 +624,7 @@ static int bind_endpoint(endpoint *e, flowc_ring *r, uint32_t index, int produce
     e->cap = r->m.capacity;
     e->max_message = r->m.max_message;
     e->drop = (r->m.flags & FLOWC_RING_FLAG_DROP_OLDEST) != 0;
+    e->shared = (r->m.flags & FLOWC_RING_FLAG_SHARED) != 0;
     e->spin_ns = r->m.spin_ns;
     e->yield_ns = r->m.yield_ns;
     e->index = index;
@@ -672,7 +689,7 @@ static int space_ok(endpoint *e, uint64_t end) {
     /* shutdown: stop waiting, the send reports failure; broken: stop waiting, the send fails */
     if (LOAD_ACQ(&e->h->closed) || LOAD_ACQ(&e->h->broken)) return 1;
     uint64_t low = UINT64_MAX;
-    for (uint32_t j = 0; j < e->ncons; j++) {
+    for (uint32_t j = 0; j < (e->shared ? 1u : e->ncons); j++) {
         /* ACQUIRE: the consumer's reads of the space happen before we overwrite it */
         uint64_t c = LOAD_ACQ(&e->conss[j].cursor);
         if (c < low) low = c;
@@ -842,9 +859,125 @@ static inline int advance(endpoint *e, cons_line *cl, uint64_t c, uint64_t to) {
     return 1;
 }
 
+/* ------------------------------------------------------------------ shared delivery (work sharing) */
+
+static int shared_ready(endpoint *e, uint64_t taken) {
+    return LOAD_ACQ(&e->h->published) != taken || LOAD_ACQ(&e->conss[0].taken) != taken ||
+           LOAD_ACQ(&e->h->closed) || LOAD_ACQ(&e->h->broken);
+}
+
+/* 1 when the consumer that took the record at `pos` may still release it (alive as far as the kernel says), or
+ * the release position moved on meanwhile; 0 when it died holding it. A holder stores `holding` before its claim
+ * CAS on `taken`, and ours came later in that CAS chain, so its `holding` is visible here. */
+static int holder_alive(endpoint *e, uint64_t pos) {
+    for (uint32_t j = 0; j < e->ncons; j++)
+        if (LOAD_ACQ(&e->conss[j].holding) == pos && pid_alive(LOAD_RLX(&e->conss[j].holder_pid))) return 1;
+    return LOAD_ACQ(&e->conss[0].cursor) != pos;
+}
+
+/* Releases [pos, next) once every record before it is released (consumers finish copying in any order; the
+ * group's release position moves in claim order, like `published` for producers). A record whose taker died
+ * while copying it is skipped on its behalf and counted as dropped. Returns 1, or a negative status. */
+static int release_shared(endpoint *e, uint64_t pos, uint64_t next) {
+    cons_line *g = &e->conss[0];
+    unsigned spins = 0;
+    int64_t next_check = -1;
+    for (;;) {
+        uint64_t r = LOAD_ACQ(&g->cursor);
+        if (r == pos) break;
+        if ((int64_t)(r - pos) > 0 || (r & 7u)) return ring_broken(e, "shared release position passed a claim", r);
+        if (++spins <= STALL_SPINS) {
+            cpu_relax();
+            continue;
+        }
+        int64_t t = now_ns();
+        if (next_check < 0) next_check = t + STALL_CHECK_NS;
+        if (t >= next_check) {
+            next_check = t + STALL_POLL_NS;
+            if (!holder_alive(e, r)) {
+                uint64_t off = r % e->cap;
+                uint32_t len = LOAD_RLX((uint32_t *)(e->data + off));
+                uint32_t flags = LOAD_RLX((uint32_t *)(e->data + off + 4));
+                uint64_t size = (flags & FLOWC_RECORD_PAD) ? e->cap - off : rec_size(len);
+                if (len > e->max_message || size > e->cap - off) return ring_broken(e, "corrupt record length", r);
+                if (__atomic_compare_exchange_n(&g->cursor, &r, r + size, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+                    if (!(flags & FLOWC_RECORD_PAD)) __atomic_fetch_add(&e->conss[e->index].dropped, 1u, __ATOMIC_RELAXED);
+                    doorbell_ring(&e->h->space_seq, &e->h->space_waiters);
+                }
+                continue;
+            }
+        }
+        sched_yield();
+    }
+    STORE_REL(&g->cursor, next); /* RELEASE: our copy of the record happens before a producer reuses the space */
+    doorbell_ring(&e->h->space_seq, &e->h->space_waiters);
+    return 1;
+}
+
+/* A shared ring: take the record at the group's `taken` position with a CAS, copy it, release it in order. */
+static int consume_shared(endpoint *e, flowc_recv_sink sink, void *ctx, int64_t deadline) {
+    ring_hdr *H = e->h;
+    cons_line *g = &e->conss[0], *me = &e->conss[e->index];
+    STORE_RLX(&me->holder_pid, (int32_t)LOAD_RLX(&self_pid));
+    for (;;) {
+        uint64_t t = LOAD_ACQ(&g->taken);
+        uint64_t p = LOAD_ACQ(&H->published);
+        /* loaded after `taken`, which only moves up to what was published, `published` is at or past it */
+        if ((int64_t)(p - t) < 0) return ring_broken(e, "shared position ahead of the published position", t);
+        if (p == t) {
+            int rc = check_not_broken(e);
+            if (rc != FLOWC_OK) return rc;
+            if (LOAD_ACQ(&H->closed)) {
+                if (LOAD_ACQ(&H->published) == LOAD_ACQ(&g->taken)) return FLOWC_ECLOSED; /* closed and drained */
+                continue;
+            }
+            int r = wait_for(e, shared_ready, t, &H->data_seq, &H->data_waiters, deadline);
+            if (r < 0) return r;
+            if (r == 0) return FLOWC_ETIMEOUT;
+            continue;
+        }
+        if (t & 7u) return ring_broken(e, "unaligned shared position", t);
+        if ((int64_t)(p - t) > (int64_t)e->cap) return ring_broken(e, "shared position more than a ring behind", t);
+        uint64_t off = t % e->cap;
+        uint32_t len = LOAD_RLX((uint32_t *)(e->data + off));
+        uint32_t flags = LOAD_RLX((uint32_t *)(e->data + off + 4));
+        uint64_t size = (flags & FLOWC_RECORD_PAD) ? e->cap - off : rec_size(len);
+        if (len > e->max_message || size > e->cap - off) {
+            /* another consumer may have taken it and the space been reused since we loaded `taken` */
+            if (LOAD_ACQ(&g->taken) != t) continue;
+            return ring_broken(e, "corrupt record length", t);
+        }
+        STORE_RLX(&me->holding, t);
+        uint64_t expect = t;
+        /* A successful CAS means nobody took t before us, so nothing released it and its bytes are as read. */
+        if (!__atomic_compare_exchange_n(&g->taken, &expect, t + size, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            STORE_RLX(&me->holding, UINT64_MAX);
+            continue;
+        }
+        int rc = FLOWC_OK;
+        if (!(flags & FLOWC_RECORD_PAD)) {
+            void *dest = NULL;
+            rc = sink(ctx, len, &dest);
+            if (rc == FLOWC_OK && len) memcpy(dest, e->data + off + FLOWC_RECORD_HEADER, len);
+        }
+        int released = release_shared(e, t, t + size);
+        STORE_RLX(&me->holding, UINT64_MAX);
+        if (released < 0) return released;
+        if (flags & FLOWC_RECORD_PAD) continue;
+        if (rc != FLOWC_OK) {
+            /* taken and released, but not delivered (the caller's buffer was too small): lost to the group */
+            __atomic_fetch_add(&me->dropped, 1u, __ATOMIC_RELAXED);
+            return rc;
+        }
+        STORE_RLX(&me->received, LOAD_RLX(&me->received) + 1);
+        return FLOWC_OK;
+    }
+}
+
 /* One message through `sink`: FLOWC_OK, FLOWC_ETIMEOUT, FLOWC_ECLOSED (closed and drained), or a negative
  * status (the sink's own included). */
 static int consume(endpoint *e, flowc_recv_sink sink, void *ctx, int64_t deadline) {
+    if (e->shared) return consume_shared(e, sink, ctx, deadline);
     ring_hdr *H = e->h;
     cons_line *cl = &e->conss[e->index];
     for (;;) {
@@ -935,6 +1068,7 @@ int flowc_recv(flowc_consumer *c, void *buf, size_t cap, size_t *len, int64_t ti
 
 uint64_t flowc_consumer_pending(const flowc_consumer *c) {
     if (c == NULL) return 0;
-    uint64_t cur = LOAD_ACQ(&c->e.conss[c->e.index].cursor);
+    /* a shared ring's consumers all wait for what the group has not taken yet */
+    uint64_t cur = c->e.shared ? LOAD_ACQ(&c->e.conss[0].taken) : LOAD_ACQ(&c->e.conss[c->e.index].cursor);
     return LOAD_ACQ(&c->e.h->published) - cur;
 }

@@ -133,6 +133,7 @@ class NodeReader:
         self.report_dir = report_dir or layout.report_dir
         self.rings: dict[str, Any] = dict(rings or {})
         self.owned: set[str] = set()
+        self.files: dict[str, tuple[int, int]] = {}  # (device, inode) of each ring this reader attached
         info = layout.plan.nodes[layout.node]
         self.consumers: dict[str, list[str]] = {}
         for channel, spec in info.channels.items():
@@ -180,21 +181,38 @@ class NodeReader:
         from flowc.runtime.ring import Ring, RingError
 
         ring = self.rings.get(channel)
+        if ring is not None and channel in self.owned and self._replaced(channel, ring.path):
+            # the node was restarted (or its ring replaced) since: read the ring that is there now
+            self.rings.pop(channel).close()
+            self.owned.discard(channel)
+            ring = None
         if ring is None:
             try:
                 ring = Ring.attach(self.layout.rings[channel].name)
+                st = os.stat(ring.path)
             except (RingError, OSError):
                 return None
             self.rings[channel] = ring
             self.owned.add(channel)
+            self.files[channel] = (st.st_dev, st.st_ino)
         try:
             return ring.stats()
         except (RingError, OSError, ValueError):
             return None
 
+    def _replaced(self, channel: str, path: str) -> bool:
+        """Whether the file of a ring this reader attached was removed or replaced since."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return True
+        return (st.st_dev, st.st_ino) != self.files.get(channel)
+
     def _channel(self, channel: str, stats: dict[str, Any]) -> ChannelState:
         names = self.consumers[channel]
         cursors = stats.get("cursor_per_consumer") or [stats["published_bytes"]]
+        if stats.get("delivery") == "shared":
+            cursors = cursors[:1]  # the group's release position; the other lines keep no cursor
         label = [names[j] if j < len(names) else f"consumer {j}" for j in range(len(stats["received_per_consumer"]))]
         return ChannelState(
             name=channel, capacity_bytes=int(stats["buffer_size"]),

@@ -44,6 +44,7 @@ YIELD_US = 100.0
 peer sharing the same core from waiting out a scheduler slice; blocking afterwards keeps idle ends near 0% CPU."""
 
 POLICIES = ("backpressure", "drop_oldest")
+DELIVERIES = ("broadcast", "shared")
 MIN_BUFFER = 256
 MAX_BUFFER = 1 << 48
 """Largest ``buffer_size`` a ring accepts (256 TiB: beyond any machine's memory, far inside 64-bit positions)."""
@@ -106,18 +107,20 @@ class Ring:
 
     @classmethod
     def create(cls, name: str, buffer_size: int, producers: int, consumers: int, policy: str = "backpressure",
-               spin_us: float = DEFAULT_SPIN_US, huge_pages: bool = False) -> Ring:
+               spin_us: float = DEFAULT_SPIN_US, huge_pages: bool = False, delivery: str = "broadcast") -> Ring:
         """Create the segment ``/dev/shm/<name>`` (or ``/dev/hugepages/<name>``); fails if it exists.
 
         Args:
             name: Segment name (a file name, no ``/``).
             buffer_size: Data bytes in the ring (rounded down to a multiple of 8, at least 256).
             producers: Number of producer indices.
-            consumers: Number of consumer indices; each sees every message.
+            consumers: Number of consumer indices; each sees every message (``broadcast``), or each message
+                goes to exactly one of them (``shared``).
             policy: ``backpressure`` (producers wait) or ``drop_oldest`` (slow consumers lose old messages).
             spin_us: Default busy-poll budget of this ring's endpoints, in µs.
             huge_pages: Map from ``/dev/hugepages`` when it is usable; otherwise fall back to ``/dev/shm``
                 (``stats()["huge_pages"]`` says which was used).
+            delivery: ``broadcast`` or ``shared`` (work sharing; backpressure only).
 
         Returns:
             The mapped ring.
@@ -128,6 +131,10 @@ class Ring:
         _check_name(name)
         if policy not in POLICIES:
             raise RingError(f"unknown policy '{policy}' (expected one of {', '.join(POLICIES)})")
+        if delivery not in DELIVERIES:
+            raise RingError(f"unknown delivery '{delivery}' (expected one of {', '.join(DELIVERIES)})")
+        if delivery == "shared" and policy == "drop_oldest":
+            raise RingError("a shared ring cannot drop the oldest messages: its consumers take turns, none lags")
         if buffer_size < MIN_BUFFER:
             raise RingError(f"buffer_size {buffer_size} is below the minimum of {MIN_BUFFER} bytes")
         if buffer_size > MAX_BUFFER:
@@ -158,7 +165,7 @@ class Ring:
         try:
             ring = cls(name, path, fd, initialised=False)
             _ring.init(ring._mm, capacity, producers, consumers, ring_limit(capacity), policy == "drop_oldest",
-                       huge, int(spin_us * 1000), int(YIELD_US * 1000))
+                       huge, int(spin_us * 1000), int(YIELD_US * 1000), delivery == "shared")
         except BaseException:
             os.unlink(path)
             raise
@@ -216,6 +223,11 @@ class Ring:
     def policy(self) -> str:
         """``backpressure`` or ``drop_oldest``."""
         return "drop_oldest" if self._info["drop_oldest"] else "backpressure"
+
+    @property
+    def delivery(self) -> str:
+        """``broadcast`` (every consumer sees every message) or ``shared`` (each message to one consumer)."""
+        return "shared" if self._info.get("shared") else "broadcast"
 
     @property
     def huge_pages(self) -> bool:
@@ -288,6 +300,7 @@ class Ring:
             "backpressure_waits": sum(raw["backpressure_waits_per_producer"]),
             **raw,
             "policy": self.policy,
+            "delivery": self.delivery,
             "buffer_size": self.buffer_size,
             "max_message": self.max_message,
             "huge_pages": self.huge_pages,

@@ -181,7 +181,7 @@ def create(layout: NodeView, only: set[str] | None = None) -> dict[str, Any]:
             # Recorded before it exists, so a launcher killed in between still leaves a name to reclaim.
             attempted.append(spec.name)
             _record(layout, kept + attempted)
-            kwargs: dict[str, Any] = {"policy": spec.policy, "huge_pages": spec.huge_pages}
+            kwargs: dict[str, Any] = {"policy": spec.policy, "huge_pages": spec.huge_pages, "delivery": spec.delivery}
             if spec.spin_us is not None:
                 kwargs["spin_us"] = spec.spin_us
             try:

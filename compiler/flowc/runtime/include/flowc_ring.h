@@ -25,6 +25,7 @@ extern "C" {
 #define FLOWC_RING_VERSION 1u
 #define FLOWC_RING_FLAG_DROP_OLDEST 1u
 #define FLOWC_RING_FLAG_HUGE_PAGES 2u
+#define FLOWC_RING_FLAG_SHARED 4u /* each message goes to exactly one consumer (work sharing, docs/ring-abi.md) */
 #define FLOWC_RECORD_HEADER 8u
 #define FLOWC_RECORD_PAD 1u
 #define FLOWC_MAX_ENDS 1024u
@@ -61,6 +62,10 @@ extern "C" {
 #define FLOWC_OFF_CURSOR 0u
 #define FLOWC_OFF_RECEIVED 8u
 #define FLOWC_OFF_DROPPED 16u
+/* shared rings only: consumer line 0 holds the group's next position to hand out; each line its own claim */
+#define FLOWC_OFF_TAKEN 24u
+#define FLOWC_OFF_HOLDING 32u
+#define FLOWC_OFF_HOLDER_PID 40u
 
 typedef enum flowc_status {
     FLOWC_OK = 0,
@@ -93,6 +98,7 @@ typedef struct flowc_ring_info {
     uint32_t consumers;
     int drop_oldest;
     int huge_pages;
+    int shared; /* each message goes to exactly one consumer */
 } flowc_ring_info;
 
 /* Ring-wide counters; per-endpoint ones come from flowc_ring_producer_counters / _consumer_counters. */
@@ -124,6 +130,7 @@ typedef struct flowc_ring_params {
     int huge_pages;
     uint64_t spin_ns;
     uint64_t yield_ns;
+    int shared; /* work sharing: each message to exactly one consumer (not with drop_oldest) */
 } flowc_ring_params;
 
 /* Called around the blocking parts of a wait (an embedder releases a global lock there) and between them
