@@ -65,5 +65,6 @@ def seq_recorder(inputs: dict[str, Any], outputs: dict[str, Any], params: dict[s
         for message in messages(inputs):
             run, seq = SEQ.unpack_from(message)
             handle.write(RECORD.pack(run, seq, time.monotonic_ns()))
+            handle.flush()  # what a test reads while the node runs is what arrived
             for channel in outputs.values():
                 channel.send(message)

@@ -121,16 +121,14 @@ def test_moving_a_consumer_to_another_node_loses_nothing(tmp_path: Path, order: 
         assert set(answers["a"]["untouched"]) == {"feed"}
         assert answers["b"]["changes"] == ["+ add channel ticks", "+ add actor sink",
                                            "+ add route feed_route in from a"]
-        # the producer sends 8000 at 2000/s and then lingers: wait until all arrived at b
+        # the producer sends 8000 at 2000/s and then lingers: then a stops (its sender drains what it took), then b
         end = time.monotonic() + 60
-        while not files.sent.exists() or len(files.received()) < 8000:
-            assert time.monotonic() < end, f"{len(files.received())} of 8000 arrived"
+        while not files.sent.exists():
+            assert time.monotonic() < end, f"the producer did not finish; {len(files.received())} arrived"
             time.sleep(0.1)
-        time.sleep(0.5)  # a repeat would show up now
     finally:
-        for proc in launchers.values():
-            if proc.poll() is None:
-                proc.send_signal(2)
-        for proc in launchers.values():
-            proc.communicate(timeout=60)
+        for node in ("a", "b"):
+            if launchers[node].poll() is None:
+                launchers[node].send_signal(2)
+            launchers[node].communicate(timeout=60)
     check_streams(files)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flowc.runtime.stop import stopping
+from flowc.runtime.stop import handing_over, stopping
 
 #: A blocked ``recv`` looks at the stop flag this often (it sleeps on the ring's doorbell meanwhile).
 _POLL_S = 0.1
@@ -28,10 +28,14 @@ class Input:
         """Return the next message, or ``None`` on timeout or once the channel is closed and drained.
 
         The channel also counts as closed for an actor asked to stop (SIGTERM, as systemd sends after
-        stopping the producers): it then drains what is left and finishes.
+        stopping the producers): it then drains what is left and finishes. Asked to hand over (SIGUSR2, a reload
+        restarting it), it takes nothing more: the rest stays in the ring for its successor.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            if handing_over():
+                self.closed = True
+                return None
             step = _POLL_S if deadline is None else max(0.0, min(_POLL_S, deadline - time.monotonic()))
             message = self._rx.recv(step)
             if message is not None:

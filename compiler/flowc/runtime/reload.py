@@ -8,11 +8,14 @@ authenticated routes; otherwise nothing changes and the result says why. Then, i
 
 1. rings of added channels, and the new rings of replaced channels (the next generation of the name, see
    :func:`~flowc.model.node_view.ring_name`), are created;
-2. every process that writes into a replaced or removed channel, or that is removed, stops (SIGTERM: producers
-   stop, route receivers stop; unread messages stay in the rings);
-3. those channels' old rings are closed to writers, so their readers drain them and finish on their own;
+2. every process that writes into a replaced or removed channel and reads none stops: producers and route legs
+   with SIGTERM, transformers with SIGUSR2 (they hand over: they take no further message from their inputs, which
+   keep the rest for their successors);
+3. each replaced or removed channel's old ring is closed to writers once every process writing it has exited
+   (upstream first), so its readers drain it and finish on their own;
 4. the other processes that restart (their command, params, CPUs or NUMA node changed, or a route leg changed)
-   stop; a consumer's cursor lives in the ring, so its successor goes on from the first message it did not read;
+   stop the same way; a consumer's cursor lives in the ring, so its successor goes on from the first message it
+   did not read;
 5. the old rings of replaced and removed channels are removed;
 6. added and restarted processes start, stage by stage, consumers before producers (each stage once the one before
    is ready).
@@ -37,6 +40,7 @@ from flowc.model.node_view import GENERATIONS_ENV, NodeView, shm_path
 from flowc.model.plan_diff import NodeDiff, diff_node
 from flowc.runtime import route_keys, segments
 from flowc.runtime.actor_main import PlanError, load_node
+from flowc.runtime.stop import HANDOVER_SIGNAL
 from flowc.runtime.system import cpu_map
 
 if TYPE_CHECKING:
@@ -234,20 +238,18 @@ class Reload:
         legs = {c.name for c in diff.changes if c.kind == "route" and c.action in ("remove", "restart")}
         going = [c for c in launcher.children if c.key in affected_actors or _leg_of(old_layout, c.key) in legs]
         closing = replaced | removed
-        writers = [c for c in going if set(c.writes) & closing or c.key in affected_actors and c.role == "producer"]
-        readers = [c for c in going if c not in writers and set(_reads(launcher, old_layout, c)) & closing]
-        others = [c for c in going if c not in writers and c not in readers]
+        reads = {c.key: set(_reads(launcher, old_layout, c)) for c in going}
+        readers = [c for c in going if reads[c.key] & closing]
+        writers = [c for c in going if c not in readers and set(c.writes) & closing]
+        others = [c for c in going if c not in readers and c not in writers]
         for child in going:
             child.reloading = True  # their exits are not failures, and close no ring
-        # 2. writers stop; 3. the old rings close and their readers drain
-        self._stop(writers, signal.SIGTERM)
-        for channel in sorted(closing):
-            ring = launcher.rings[channel]
-            ring.close_writers()
-            ring.wake_all()
-        self._stop(readers, None)
+        # 2. what writes into a closing ring and reads none stops; 3. each closing ring closes once its writers are
+        # gone (upstream first), and its readers drain it and finish
+        self._stop_group(writers, reads)
+        self._drain(sorted(closing), readers)
         # 4. the others restart
-        self._stop(others, signal.SIGTERM)
+        self._stop_group(others, reads)
         # 5. the old rings go
         segments.retire(old_layout, {old_layout.rings[ch].name: launcher.rings.pop(ch) for ch in sorted(closing)})
         # 6. the new plan takes over, and what it adds or changed starts
@@ -256,6 +258,33 @@ class Reload:
         starting = launcher.replan_children(keep=[c for c in launcher.children if c not in going])
         self.untouched = {c.key for c in launcher.children if c not in starting}
         launcher.start_in_stages(starting)
+
+    def _stop_group(self, children: list[Child], reads: dict[str, set[str]]) -> None:
+        """Stop ``children``: actors that read hand over (SIGUSR2), the others stop (SIGTERM)."""
+        handing = [c for c in children if reads[c.key] and not c.key.startswith("route:")]
+        self._stop(handing, HANDOVER_SIGNAL)
+        self._stop([c for c in children if c not in handing], signal.SIGTERM)
+
+    def _drain(self, closing: list[str], readers: list[Child]) -> None:
+        """Close each closing ring once every process writing it has exited; wait for ``readers`` to finish."""
+        launcher = self.launcher
+        open_rings = list(closing)
+        end = time.monotonic() + STOP_TIMEOUT_S
+        while (open_rings or any(c.running for c in readers)) and time.monotonic() < end:
+            for child in readers:
+                child.reap()
+            for channel in list(open_rings):
+                if not any(c.running for c in launcher.children if channel in c.writes):
+                    ring = launcher.rings[channel]
+                    ring.close_writers()
+                    ring.wake_all()
+                    open_rings.remove(channel)
+            time.sleep(0.005)
+        for channel in open_rings:
+            self.problems.append(f"channel '{channel}' was closed while a process still wrote into it")
+            launcher.rings[channel].close_writers()
+            launcher.rings[channel].wake_all()
+        self._stop(readers, None)
 
     def _stop(self, children: list[Child], signum: int | None) -> None:
         """Stop ``children`` (``signum`` first, or wait for them to finish by themselves) and collect them."""
@@ -271,8 +300,8 @@ class Reload:
             if child.running:
                 self.problems.append(f"'{child.key}' did not stop within {STOP_TIMEOUT_S:g} s and was killed")
                 child.signal(signal.SIGKILL)
-                child.proc.wait()
-                child.reap()
+                while not child.reap():
+                    time.sleep(0.005)
 
 
 def _leg_of(layout: NodeView, key: str) -> str | None:
