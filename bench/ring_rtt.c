@@ -13,7 +13,7 @@
  * Waits use the rings' default budgets (spin, then yield, then futex), as an actor would. A wait that lasts
  * longer than TIMEOUT_NS means the other end is gone: the program reports it and exits 1 rather than hang.
  *
- * Build: cc -O2 $(flowc ring-include --cflags) -o ring_rtt bench/ring_rtt.c $(flowc ring-include --sources)
+ * Build: cc -O2 $(flowc ring-include --cflags) -o ring_rtt bench/ring_rtt.c $(flowc ring-include --libs)
  */
 #define _GNU_SOURCE
 #include <stdint.h>

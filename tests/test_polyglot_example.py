@@ -22,7 +22,7 @@ def test_c_python_and_rust_actors_share_a_node(tmp_path: Path) -> None:
 
     producer = tmp_path / "quotes"
     subprocess.run([cc, *ring_include("--cflags"), "-O2", "-Wall", "-Wextra", "-Werror",
-                    str(ROOT / "examples" / "polyglot" / "quotes.c"), *ring_include("--sources"), "-o", str(producer)],
+                    str(ROOT / "examples" / "polyglot" / "quotes.c"), *ring_include("--libs"), "-o", str(producer)],
                    check=True, capture_output=True)
     subprocess.run([cargo, "build", "--release", "--offline", "--examples", "--manifest-path",
                     str(ROOT / "rust" / "flowc-ring" / "Cargo.toml")], check=True, capture_output=True, timeout=600)

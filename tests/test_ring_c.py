@@ -8,232 +8,25 @@ from __future__ import annotations
 
 import json
 import os
-import struct
+import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from flowc.cli.ring import ring_dirs
 from flowc.runtime import _ring
 from flowc.runtime.ring import Ring, RingError
+from ring_peer_python import message
+from ring_peers import PEER_C, c_peer, compile_c, need_tool
 
-from conftest import in_ci, require_tool
+from conftest import in_ci
 
-INCLUDE, SOURCES = ring_dirs()
 PREFIX = f"flowc-ringc-{os.getpid()}-"
 LAYOUT = _ring.LAYOUT
-STRICT = ["-Wall", "-Wextra", "-Werror"]
 RUN_TIMEOUT = 60
-
-# One program with a mode per test: `recv`/`send` exchange checkable messages with Python, `attach` reports what
-# attaching a (possibly corrupt) segment gives, `env` relays through FLOWC_CHANNELS, `threads` runs producers and
-# a consumer as threads of one process (what TSan can see). Exit 0: done, 2: a ring call failed, 3: attach or
-# FLOWC_CHANNELS failed, 4: a message differed from the expected one.
-PEER_C = r"""
-#include "flowc_ring.h"
-
-#include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#define TIMEOUT_NS 20000000000LL
-
-/* message k of producer `who`: [u32 k][u32 who] then bytes (k + j) & 0xff, length from k and the ring's limit */
-static size_t msg_len(uint32_t k, size_t maxlen) {
-    return k % 50u == 49u ? maxlen : 8u + ((size_t)k * 37u) % (maxlen - 7u);
-}
-
-static void fill(unsigned char *buf, uint32_t k, uint32_t who, size_t len) {
-    memcpy(buf, &k, 4);
-    memcpy(buf + 4, &who, 4);
-    for (size_t j = 8; j < len; j++) buf[j] = (unsigned char)((k + j) & 0xffu);
-}
-
-static int check(const unsigned char *buf, size_t len, uint32_t k, uint32_t who, size_t maxlen) {
-    if (len != msg_len(k, maxlen)) return 0;
-    uint32_t got_k, got_who;
-    memcpy(&got_k, buf, 4);
-    memcpy(&got_who, buf + 4, 4);
-    if (got_k != k || got_who != who) return 0;
-    for (size_t j = 8; j < len; j++)
-        if (buf[j] != (unsigned char)((k + j) & 0xffu)) return 0;
-    return 1;
-}
-
-static int failed(const char *what, int rc) {
-    printf("%s: %s: %s\n", what, flowc_strerror(rc), flowc_last_error());
-    return rc == FLOWC_EBADSEG || rc == FLOWC_ENOENT || rc == FLOWC_EBADENV ? 3 : 2;
-}
-
-static int open_ring(const char *name, flowc_ring **ring, flowc_ring_info *info) {
-    int rc = flowc_ring_attach(name, ring);
-    if (rc != FLOWC_OK) return failed("attach", rc);
-    flowc_ring_info_of(*ring, info);
-    return 0;
-}
-
-static int do_recv(const char *name, uint32_t index, uint32_t n, uint32_t who) {
-    flowc_ring *ring;
-    flowc_ring_info info;
-    flowc_consumer *c;
-    int rc = open_ring(name, &ring, &info);
-    if (rc) return rc;
-    if ((rc = flowc_consumer_open(ring, index, &c)) != FLOWC_OK) return failed("consumer_open", rc);
-    unsigned char *buf = malloc(info.max_message);
-    unsigned long long bytes = 0;
-    for (uint32_t k = 0; k < n; k++) {
-        size_t len = 0;
-        rc = flowc_recv(c, buf, info.max_message, &len, TIMEOUT_NS);
-        if (rc != FLOWC_OK) return failed("recv", rc);
-        if (!check(buf, len, k, who, info.max_message)) {
-            printf("message %u differs (len %zu)\n", k, len);
-            return 4;
-        }
-        bytes += len;
-    }
-    printf("ok %u %llu\n", n, bytes);
-    free(buf);
-    flowc_consumer_close(c);
-    flowc_ring_close(ring);
-    return 0;
-}
-
-static int do_send(const char *name, uint32_t index, uint32_t n, uint32_t who) {
-    flowc_ring *ring;
-    flowc_ring_info info;
-    flowc_producer *p;
-    int rc = open_ring(name, &ring, &info);
-    if (rc) return rc;
-    if ((rc = flowc_producer_open(ring, index, &p)) != FLOWC_OK) return failed("producer_open", rc);
-    unsigned char *buf = malloc(info.max_message + 1);
-    for (uint32_t k = 0; k < n; k++) {
-        size_t len = msg_len(k, info.max_message);
-        fill(buf, k, who, len);
-        if ((rc = flowc_send(p, buf, len, TIMEOUT_NS)) != FLOWC_OK) return failed("send", rc);
-    }
-    rc = flowc_send(p, buf, info.max_message + 1, 0);
-    if (rc != FLOWC_ETOOBIG) return failed("oversized send", rc);
-    printf("ok %u\n", n);
-    free(buf);
-    flowc_producer_close(p);
-    flowc_ring_close(ring);
-    return 0;
-}
-
-static int do_attach(const char *name) {
-    flowc_ring *ring;
-    flowc_ring_info info;
-    flowc_consumer *c;
-    int rc = open_ring(name, &ring, &info);
-    if (rc) return rc;
-    if ((rc = flowc_consumer_open(ring, 0, &c)) != FLOWC_OK) return failed("consumer_open", rc);
-    unsigned char buf[64];
-    size_t len;
-    rc = flowc_recv(c, buf, sizeof buf, &len, 0);
-    if (rc != FLOWC_ETIMEOUT) return failed("recv", rc);
-    printf("ok capacity %llu\n", (unsigned long long)info.capacity);
-    flowc_consumer_close(c);
-    flowc_ring_close(ring);
-    return 0;
-}
-
-static int do_env(uint32_t n) {
-    flowc_channels *ch;
-    flowc_consumer *in;
-    flowc_producer *out;
-    int rc = flowc_channels_from_env(&ch);
-    if (rc != FLOWC_OK) return failed("channels", rc);
-    if ((rc = flowc_channels_input(ch, "in", &in)) != FLOWC_OK) return failed("input", rc);
-    if ((rc = flowc_channels_output(ch, "out", &out)) != FLOWC_OK) return failed("output", rc);
-    unsigned char buf[4096];
-    for (uint32_t k = 0; k < n; k++) {
-        size_t len;
-        if ((rc = flowc_recv(in, buf, sizeof buf, &len, TIMEOUT_NS)) != FLOWC_OK) return failed("recv", rc);
-        if ((rc = flowc_send(out, buf, len, TIMEOUT_NS)) != FLOWC_OK) return failed("send", rc);
-    }
-    printf("ok %u inputs %u outputs %u first %s\n", n, flowc_channels_count(ch, 0), flowc_channels_count(ch, 1),
-           flowc_channels_name(ch, 0, 0));
-    flowc_channels_free(ch);
-    return 0;
-}
-
-typedef struct {
-    flowc_ring *ring;
-    uint32_t who, n;
-    size_t maxlen;
-    int rc;
-} worker;
-
-static void *produce(void *arg) {
-    worker *w = arg;
-    flowc_producer *p;
-    unsigned char *buf = malloc(w->maxlen);
-    w->rc = flowc_producer_open(w->ring, w->who, &p);
-    for (uint32_t k = 0; w->rc == FLOWC_OK && k < w->n; k++) {
-        size_t len = msg_len(k, w->maxlen);
-        fill(buf, k, w->who, len);
-        w->rc = flowc_send(p, buf, len, TIMEOUT_NS);
-    }
-    if (w->rc == FLOWC_OK) flowc_producer_close(p);
-    free(buf);
-    return NULL;
-}
-
-static int do_threads(const char *name, uint32_t producers, uint32_t n) {
-    flowc_ring *ring;
-    flowc_ring_info info;
-    flowc_consumer *c;
-    int rc = open_ring(name, &ring, &info);
-    if (rc) return rc;
-    if ((rc = flowc_consumer_open(ring, 0, &c)) != FLOWC_OK) return failed("consumer_open", rc);
-    worker w[8];
-    pthread_t t[8];
-    for (uint32_t i = 0; i < producers; i++) {
-        w[i] = (worker){ring, i, n, info.max_message, 0};
-        pthread_create(&t[i], NULL, produce, &w[i]);
-    }
-    uint32_t next[8] = {0};
-    unsigned char *buf = malloc(info.max_message);
-    for (uint32_t got = 0; got < producers * n; got++) {
-        size_t len;
-        if ((rc = flowc_recv(c, buf, info.max_message, &len, TIMEOUT_NS)) != FLOWC_OK) return failed("recv", rc);
-        uint32_t who;
-        memcpy(&who, buf + 4, 4);
-        if (who >= producers || !check(buf, len, next[who], who, info.max_message)) {
-            printf("message %u of producer %u differs\n", next[who < producers ? who : 0], who);
-            return 4;
-        }
-        next[who]++;
-    }
-    for (uint32_t i = 0; i < producers; i++) {
-        pthread_join(t[i], NULL);
-        if (w[i].rc != FLOWC_OK) return failed("producer thread", w[i].rc);
-    }
-    printf("ok %u\n", producers * n);
-    free(buf);
-    flowc_consumer_close(c);
-    flowc_ring_close(ring);
-    return 0;
-}
-
-int main(int argc, char **argv) {
-    if (argc >= 2 && !strcmp(argv[1], "env")) return do_env(argc > 2 ? (uint32_t)atoi(argv[2]) : 0);
-    if (argc == 3 && !strcmp(argv[1], "attach")) return do_attach(argv[2]);
-    if (argc == 5 && !strcmp(argv[1], "threads"))
-        return do_threads(argv[2], (uint32_t)atoi(argv[3]), (uint32_t)atoi(argv[4]));
-    if (argc == 6) {
-        uint32_t index = (uint32_t)atoi(argv[3]), n = (uint32_t)atoi(argv[4]), who = (uint32_t)atoi(argv[5]);
-        if (!strcmp(argv[1], "recv")) return do_recv(argv[2], index, n, who);
-        if (!strcmp(argv[1], "send")) return do_send(argv[2], index, n, who);
-    }
-    fprintf(stderr, "usage: peer recv|send RING INDEX COUNT WHO | attach RING | env [N] | threads RING P N\n");
-    return 64;
-}
-"""
 
 # The header and the API as C++ sees them (compiled by g++, linked with the C library).
 PEER_CXX = r"""
@@ -264,49 +57,28 @@ int main(int argc, char **argv) {
 """
 
 
-def message(k: int, who: int, maxlen: int) -> bytes:
-    """Message ``k`` of producer ``who``, as ``msg_len``/``fill`` in the C program make it."""
-    length = maxlen if k % 50 == 49 else 8 + (k * 37) % (maxlen - 7)
-    return struct.pack("<II", k, who) + bytes((k + j) & 0xFF for j in range(8, length))
-
-
-def compile_c(out: Path, source: str, *flags: str, cxx: bool = False) -> Path:
-    """Build ``source`` with the ring library into ``out``; the library itself is always C (gcc, C11)."""
-    gcc = require_tool("gcc")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    objects = []
-    for lib in SOURCES:
-        obj = out.parent / f"{out.name}-{lib.stem}.o"
-        subprocess.run([gcc, "-std=c11", *STRICT, *flags, f"-I{INCLUDE}", "-c", str(lib), "-o", str(obj)],
-                       check=True, capture_output=True, text=True)
-        objects.append(str(obj))
-    main = out.parent / (f"{out.name}.cpp" if cxx else f"{out.name}.c")
-    main.write_text(source)
-    compiler, std = (require_tool("g++"), "-std=c++17") if cxx else (gcc, "-std=c11")
-    proc = subprocess.run([compiler, std, *STRICT, *flags, f"-I{INCLUDE}", str(main), *objects, "-pthread", "-o",
-                           str(out)], capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stderr
-    return out
-
-
 @pytest.fixture(scope="module")
 def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory for this module's builds."""
     return tmp_path_factory.mktemp("ring_c")
 
 
-@pytest.fixture(scope="module")
-def peer(build_dir: Path) -> Path:
-    return compile_c(build_dir / "peer", PEER_C, "-O2")
+@pytest.fixture(scope="session")
+def peer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The C peer program, built once per session."""
+    return c_peer(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def asan_peer(build_dir: Path) -> Path:
+    """The C peer built with AddressSanitizer and UndefinedBehaviorSanitizer."""
     return compile_c(build_dir / "peer-asan", PEER_C, "-O1", "-g", "-fsanitize=address,undefined",
                      "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer")
 
 
 @pytest.fixture
 def ring_name() -> Iterator[str]:
+    """A ring name unique to this test; its segments (and the ``-in``/``-out`` pair) are unlinked after it."""
     name = f"{PREFIX}{threading.get_ident() % 10000}-{os.urandom(3).hex()}"
     yield name
     for suffix in ("", "-in", "-out"):
@@ -314,6 +86,7 @@ def ring_name() -> Iterator[str]:
 
 
 def run(program: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``program`` to completion and capture its output as text."""
     return subprocess.run([str(program), *args], capture_output=True, text=True, timeout=RUN_TIMEOUT, env=env,
                           check=False)
 
@@ -334,7 +107,7 @@ def python_to_c(program: Path, name: str, count: int) -> None:
 
 
 def c_to_python(program: Path, name: str, count: int) -> None:
-    """The C producer sends ``count`` messages and one too large (refused); Python checks order and content."""
+    """The C producer sends ``count`` messages; Python checks order and content."""
     with Ring.create(name, 4096, 1, 1) as ring:
         rx = ring.consumer(0)
         child = subprocess.Popen([str(program), "send", name, "0", str(count), "3"], stdout=subprocess.PIPE,
@@ -348,14 +121,17 @@ def c_to_python(program: Path, name: str, count: int) -> None:
 
 
 def test_python_to_c(peer: Path, ring_name: str) -> None:
+    """Python produces, the C consumer checks every message."""
     python_to_c(peer, ring_name, 2000)
 
 
 def test_c_to_python(peer: Path, ring_name: str) -> None:
+    """The C producer sends, Python checks every message."""
     c_to_python(peer, ring_name, 2000)
 
 
 def test_largest_message_both_ways(peer: Path, ring_name: str) -> None:
+    """Every 50th message is max_message exactly; the C consumer receives them intact."""
     with Ring.create(ring_name, 1 << 16, 1, 1) as ring:
         largest = message(49, 0, ring.max_message)
         assert len(largest) == ring.max_message
@@ -367,16 +143,18 @@ def test_largest_message_both_ways(peer: Path, ring_name: str) -> None:
 
 
 def test_closed_ring_drains_then_reports_closed(peer: Path, ring_name: str) -> None:
+    """A C consumer of a closed ring gets the pending messages, then ``ring closed``."""
     with Ring.create(ring_name, 4096, 1, 1) as ring:
         tx = ring.producer(0)
         for k in range(3):
             assert tx.send(message(k, 0, ring.max_message))
         ring.close_writers()
         proc = run(peer, "recv", ring_name, "0", "4", "0")
-        assert proc.returncode == 2 and "recv: ring closed" in proc.stdout
+        assert proc.returncode == 2 and "recv: ring closed" in proc.stderr
 
 
 def corrupt(ring: Ring, field: str, value: int, size: int = 8, base: int = 0) -> None:
+    """Overwrite ``field`` (at ``base`` plus its header offset) with ``value`` of ``size`` bytes."""
     ring._mm[base + LAYOUT[field]:base + LAYOUT[field] + size] = value.to_bytes(size, "little")
 
 
@@ -395,11 +173,12 @@ def consumer_line(ring: Ring) -> int:
     ("max_message", 1 << 30, 8, "bad max_message"),
 ])
 def test_corrupt_header_fails_attach(peer: Path, ring_name: str, field: str, value: int, size: int, why: str) -> None:
+    """A corrupt header field makes the C attach fail with the ABI's reason and exit 3."""
     with Ring.create(ring_name, 4096, 1, 1) as ring:
         corrupt(ring, field, value, size)
         proc = run(peer, "attach", ring_name)
         assert proc.returncode == 3, proc.stdout + proc.stderr
-        assert f"not a valid flowc ring segment: {why}" in proc.stdout
+        assert f"not a valid flowc ring segment: {why}" in proc.stderr
 
 
 @pytest.mark.parametrize(("published", "cursor", "why"), [
@@ -409,37 +188,41 @@ def test_corrupt_header_fails_attach(peer: Path, ring_name: str, field: str, val
 ])
 def test_positions_past_capacity_break_the_ring(peer: Path, ring_name: str, published: int, cursor: int,
                                                 why: str) -> None:
+    """Impossible positions make the C consumer mark the ring broken, which Python then sees."""
     with Ring.create(ring_name, 4096, 1, 1) as ring:
         corrupt(ring, "published", published)
         corrupt(ring, "reserve", published)
         corrupt(ring, "cursor", cursor, base=consumer_line(ring))
         proc = run(peer, "attach", ring_name)
         assert proc.returncode == 2, proc.stdout + proc.stderr
-        assert f"ring broken: {why}" in proc.stdout
+        assert f"ring broken: {why}" in proc.stderr
         assert ring.stats()["broken"]
         with pytest.raises(RingError, match="broken"):
             ring.consumer(0).recv(timeout=0)
 
 
 def test_corrupt_record_length_breaks_the_ring(peer: Path, ring_name: str) -> None:
+    """A record length beyond max_message breaks the ring for the C consumer."""
     with Ring.create(ring_name, 4096, 1, 1) as ring:
         assert ring.producer(0).send(b"x" * 64)
         data = _ring.layout_size(0, 1, 1)
         ring._mm[data:data + 4] = (1 << 31).to_bytes(4, "little")
         proc = run(peer, "recv", ring_name, "0", "1", "0")
-        assert proc.returncode == 2 and "ring broken: corrupt record length" in proc.stdout
+        assert proc.returncode == 2 and "ring broken: corrupt record length" in proc.stderr
 
 
 def test_unaligned_reserve_breaks_the_ring_for_a_c_producer(peer: Path, ring_name: str) -> None:
+    """An unaligned ``reserve`` breaks the ring for the C producer."""
     with Ring.create(ring_name, 4096, 1, 1) as ring:
         corrupt(ring, "reserve", 5)
         proc = run(peer, "send", ring_name, "0", "1", "0")
-        assert proc.returncode == 2 and "ring broken: unaligned reserve position" in proc.stdout
+        assert proc.returncode == 2 and "ring broken: unaligned reserve position" in proc.stderr
 
 
 def test_missing_ring(peer: Path) -> None:
+    """Attaching a segment that does not exist is an error exit, not a crash."""
     proc = run(peer, "attach", f"{PREFIX}absent")
-    assert proc.returncode == 3 and "no ring segment named" in proc.stdout
+    assert proc.returncode == 3 and "no ring segment named" in proc.stderr
 
 
 def test_channels_from_env_relays(peer: Path, ring_name: str) -> None:
@@ -452,7 +235,7 @@ def test_channels_from_env_relays(peer: Path, ring_name: str) -> None:
         for k in range(100):
             assert tx.send(message(k, 1, 1000), timeout=5)
         proc = run(peer, "env", "100", env={**os.environ, "FLOWC_CHANNELS": json.dumps(io)})
-        assert proc.returncode == 0, proc.stdout
+        assert proc.returncode == 0, proc.stdout + proc.stderr
         assert proc.stdout.strip() == "ok 100 inputs 1 outputs 1 first in"
         assert [rx.recv(timeout=5) for _ in range(100)] == [message(k, 1, 1000) for k in range(100)]
 
@@ -474,36 +257,91 @@ JUNK_CHANNELS = [
 
 @pytest.mark.parametrize("text", JUNK_CHANNELS)
 def test_junk_channels_fail_cleanly_under_asan(asan_peer: Path, text: str) -> None:
+    """Malformed FLOWC_CHANNELS is refused with exit 3 and no sanitizer report."""
     proc = run(asan_peer, "env", env={**os.environ, "FLOWC_CHANNELS": text})
     assert proc.returncode == 3, proc.stdout + proc.stderr
-    assert "FLOWC_CHANNELS" in proc.stdout and "ERROR: AddressSanitizer" not in proc.stderr
+    assert "FLOWC_CHANNELS" in proc.stderr and "ERROR: AddressSanitizer" not in proc.stderr
 
 
 def test_unset_channels_fail_cleanly(peer: Path) -> None:
+    """An unset FLOWC_CHANNELS is refused with exit 3."""
     env = {k: v for k, v in os.environ.items() if k != "FLOWC_CHANNELS"}
     proc = run(peer, "env", env=env)
-    assert proc.returncode == 3 and "FLOWC_CHANNELS is not set" in proc.stdout
+    assert proc.returncode == 3 and "FLOWC_CHANNELS is not set" in proc.stderr
 
 
 def test_channels_naming_a_missing_ring(peer: Path) -> None:
+    """A channel naming a missing segment is refused, naming the channel."""
     io = {"inputs": {"in": {"ring": f"{PREFIX}absent", "index": 0}}, "outputs": {}}
     proc = run(peer, "env", env={**os.environ, "FLOWC_CHANNELS": json.dumps(io)})
-    assert proc.returncode == 3 and "channel 'in': no ring segment named" in proc.stdout
+    assert proc.returncode == 3 and "channel 'in': no ring segment named" in proc.stderr
 
 
 def test_exchange_under_asan_and_ubsan(asan_peer: Path, ring_name: str) -> None:
+    """Both directions of the Python-C exchange are clean under ASan and UBSan."""
     python_to_c(asan_peer, ring_name, 1000)
     Ring.unlink(ring_name)
     c_to_python(asan_peer, ring_name, 1000)
 
 
 def test_header_is_cxx_clean(build_dir: Path, ring_name: str) -> None:
+    """The header compiles as C++17 and a C++ producer works."""
     program = compile_c(build_dir / "peer-cxx", PEER_CXX, "-O1", cxx=True)
     with Ring.create(ring_name, 4096, 1, 1) as ring:
         proc = run(program, ring_name)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert proc.stdout.split() == ["ok", str(ring.max_message)]
         assert ring.consumer(0).recv(timeout=1) == b"hello from C++"
+
+
+# The smallest C actor (built with the README's command line): counts the messages of its input "data" until the
+# channel is closed and drained.
+ACTOR_C = r"""
+#include "flowc_ring.h"
+
+#include <stdio.h>
+
+int main(void) {
+    flowc_channels *ch = NULL;
+    flowc_consumer *in = NULL;
+    int rc = flowc_channels_from_env(&ch);
+    if (rc == FLOWC_OK) rc = flowc_channels_input(ch, "data", &in);
+    unsigned char buf[256];
+    size_t len, count = 0, bytes = 0;
+    while (rc == FLOWC_OK && (rc = flowc_recv(in, buf, sizeof buf, &len, 5000000000LL)) == FLOWC_OK) {
+        count++;
+        bytes += len;
+    }
+    if (rc != FLOWC_ECLOSED) {
+        fprintf(stderr, "actor: %s: %s\n", flowc_strerror(rc), flowc_last_error());
+        return 1;
+    }
+    printf("received %zu messages, %zu bytes\n", count, bytes);
+    flowc_channels_free(ch);
+    return 0;
+}
+"""
+
+
+def test_ring_include_builds_a_c_actor_in_one_command(tmp_path: Path, ring_name: str) -> None:
+    """The README's command line, as a shell runs it, builds an actor that works."""
+    need_tool("cc")
+    (tmp_path / "actor.c").write_text(ACTOR_C)
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])  # this install's flowc
+    assert shutil.which("flowc", path=path), "the flowc command is not installed next to this Python"
+    command = "cc $(flowc ring-include --cflags) actor.c $(flowc ring-include --libs) -o actor"
+    build = subprocess.run(["sh", "-c", command], cwd=tmp_path, env={**os.environ, "PATH": path},
+                           capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
+    assert build.returncode == 0, build.stderr
+    with Ring.create(ring_name, 4096, 1, 1) as ring:
+        tx = ring.producer(0)
+        for data in (b"a", b"bc", b""):
+            assert tx.send(data)
+        ring.close_writers()
+        io = {"inputs": {"data": {"ring": ring_name, "index": 0}}, "outputs": {}}
+        proc = run(tmp_path / "actor", env={**os.environ, "FLOWC_CHANNELS": json.dumps(io)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "received 3 messages, 3 bytes\n"
 
 
 def tsan_runs(program: Path) -> list[str] | None:

@@ -2,14 +2,15 @@
 
 Rings are created by Python; the crate's two actor programs attach them by name through ``FLOWC_CHANNELS``:
 ``flowc-ring-producer`` sends the length-prefixed frames of its stdin, ``flowc-ring-consumer`` writes what it
-receives to stdout the same way. A corrupt segment must make them exit 1 with a reason, never die of a signal.
+receives to stdout the same way. A corrupt segment must make them exit 1 with a reason, never die of a signal;
+SIGTERM makes them finish cleanly (the producer stops sending, the consumer drains what is pending) and exit 0.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
+import signal
 import struct
 import subprocess
 import threading
@@ -22,53 +23,34 @@ import pytest
 
 from flowc.runtime import _ring
 from flowc.runtime.ring import Ring
+from ring_peers import (
+    DATA_WAITERS,
+    SPACE_WAITERS,
+    actor_env,
+    frames,
+    peek_u32,
+    ring_maker,
+    rust_programs,
+    unframe,
+    wait_until,
+)
 
-from conftest import ROOT, require_tool
-
-CRATE = ROOT / "rust" / "flowc-ring"
 LAYOUT = _ring.LAYOUT
 #: Every wait of the Rust side ends by then, so a protocol bug fails the test instead of hanging it.
 STEP_S = 20.0
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def programs() -> SimpleNamespace:
-    cargo = require_tool("cargo")
-    built = subprocess.run([cargo, "build", "--release", "--offline", "--manifest-path", str(CRATE / "Cargo.toml")],
-                           capture_output=True, text=True, timeout=600)
-    if built.returncode != 0:
-        pytest.fail(f"cargo build failed:\n{built.stderr[-4000:]}", pytrace=False)
-    release = CRATE / "target" / "release"
-    return SimpleNamespace(producer=release / "flowc-ring-producer", consumer=release / "flowc-ring-consumer")
+    """The crate's programs, built once per session."""
+    return rust_programs()
 
 
 @pytest.fixture
 def make_ring() -> Iterator[Callable[..., Ring]]:
-    rings: list[Ring] = []
-
-    def make(buffer_size: int = 4096, producers: int = 1, consumers: int = 1, policy: str = "backpressure") -> Ring:
-        ring = Ring.create(f"flowc-rust-{secrets.token_hex(6)}", buffer_size, producers, consumers, policy=policy)
-        rings.append(ring)
-        return ring
-
-    yield make
-    for ring in rings:
-        ring.close()
-        Ring.unlink(ring.name)
-
-
-def frames(messages: list[bytes]) -> bytes:
-    return b"".join(struct.pack("<I", len(m)) + m for m in messages)
-
-
-def unframe(data: bytes) -> list[bytes]:
-    messages, at = [], 0
-    while at < len(data):
-        (size,) = struct.unpack_from("<I", data, at)
-        messages.append(data[at + 4:at + 4 + size])
-        at += 4 + size
-    assert at == len(data), "a truncated frame"
-    return messages
+    """Rings for one test, unlinked after it."""
+    with ring_maker("flowc-rust") as make:
+        yield make
 
 
 def payloads(count: int, limit: int, tag: int = 0) -> list[bytes]:
@@ -81,21 +63,18 @@ def payloads(count: int, limit: int, tag: int = 0) -> list[bytes]:
     return out
 
 
-def actor_env(ring: Ring, index: int, side: str) -> dict[str, str]:
-    io = {"inputs": {}, "outputs": {}}
-    io[side]["data"] = {"ring": ring.name, "index": index}
-    return {**os.environ, "FLOWC_CHANNELS": json.dumps(io)}
-
-
-def start_consumer(programs: SimpleNamespace, ring: Ring, tmp_path: Path, index: int = 0) -> SimpleNamespace:
+def start_consumer(programs: SimpleNamespace, ring: Ring, tmp_path: Path, index: int = 0,
+                   *extra: str) -> SimpleNamespace:
+    """Start ``flowc-ring-consumer`` as consumer ``index``, its frames going to a file."""
     out = tmp_path / f"consumer-{index}.frames"
     with open(out, "wb") as sink:
-        proc = subprocess.Popen([programs.consumer, "--timeout", str(STEP_S)], env=actor_env(ring, index, "inputs"),
-                                stdout=sink, stderr=subprocess.PIPE)
+        proc = subprocess.Popen([programs.consumer, "--timeout", str(STEP_S), *extra],
+                                env=actor_env(ring.name, index, "inputs"), stdout=sink, stderr=subprocess.PIPE)
     return SimpleNamespace(proc=proc, out=out)
 
 
 def finish_consumer(consumer: SimpleNamespace) -> list[bytes]:
+    """Wait for a consumer that must exit 0; the messages it wrote."""
     _, err = consumer.proc.communicate(timeout=STEP_S + 10)
     assert consumer.proc.returncode == 0, err.decode()
     return unframe(consumer.out.read_bytes())
@@ -103,14 +82,16 @@ def finish_consumer(consumer: SimpleNamespace) -> list[bytes]:
 
 def start_producer(programs: SimpleNamespace, ring: Ring, messages: list[bytes], tmp_path: Path, index: int = 0,
                    *extra: str) -> subprocess.Popen[bytes]:
+    """Start ``flowc-ring-producer`` as producer ``index`` with ``messages`` as frames on its stdin."""
     source = tmp_path / f"producer-{index}.frames"
     source.write_bytes(frames(messages))
     with open(source, "rb") as stdin:
         return subprocess.Popen([programs.producer, "--timeout", str(STEP_S), *extra],
-                                env=actor_env(ring, index, "outputs"), stdin=stdin, stderr=subprocess.PIPE)
+                                env=actor_env(ring.name, index, "outputs"), stdin=stdin, stderr=subprocess.PIPE)
 
 
 def python_drain(ring: Ring, index: int = 0) -> list[bytes]:
+    """Receive in this process until the ring is closed and drained."""
     rx, got = ring.consumer(index), []
     while (message := rx.recv(timeout=STEP_S)) is not None:
         got.append(message)
@@ -119,6 +100,7 @@ def python_drain(ring: Ring, index: int = 0) -> list[bytes]:
 
 def test_python_producer_to_rust_consumer(programs: SimpleNamespace, make_ring: Callable[..., Ring],
                                           tmp_path: Path) -> None:
+    """Python produces through many wraps, the empty and the largest message included."""
     ring = make_ring(4096)
     messages = [b"", *payloads(3000, ring.max_message), b"\xff" * ring.max_message]
     assert sum(map(len, messages)) > 100 * ring.buffer_size  # wraps around many times
@@ -134,10 +116,11 @@ def test_python_producer_to_rust_consumer(programs: SimpleNamespace, make_ring: 
 
 def test_rust_producer_to_python_consumer(programs: SimpleNamespace, make_ring: Callable[..., Ring],
                                           tmp_path: Path) -> None:
+    """The Rust producer blocks on a full ring and resumes as Python reads."""
     ring = make_ring(1024)
     messages = [*payloads(2000, ring.max_message), b"", b"\x01" * ring.max_message]
     producer = start_producer(programs, ring, messages, tmp_path, 0)
-    time.sleep(0.2)  # the producer fills the ring and waits on the space doorbell
+    wait_until(lambda: peek_u32(ring.name, SPACE_WAITERS) > 0, "the producer to sleep on the full ring")
     rx = ring.consumer(0)
     got = [rx.recv(timeout=STEP_S) for _ in messages]
     _, err = producer.communicate(timeout=STEP_S)
@@ -151,6 +134,7 @@ def test_rust_producer_to_python_consumer(programs: SimpleNamespace, make_ring: 
 
 def test_a_message_over_the_limit_is_refused(programs: SimpleNamespace, make_ring: Callable[..., Ring],
                                              tmp_path: Path) -> None:
+    """A frame over max_message makes the Rust producer exit 1 after the ones before it."""
     ring = make_ring(1024)
     producer = start_producer(programs, ring, [b"ok", b"x" * (ring.max_message + 1)], tmp_path)
     _, err = producer.communicate(timeout=STEP_S)
@@ -160,9 +144,10 @@ def test_a_message_over_the_limit_is_refused(programs: SimpleNamespace, make_rin
 
 def test_close_wakes_a_blocked_rust_consumer(programs: SimpleNamespace, make_ring: Callable[..., Ring],
                                              tmp_path: Path) -> None:
+    """Closing the writers wakes a Rust consumer asleep on the data doorbell."""
     ring = make_ring()
     consumer = start_consumer(programs, ring, tmp_path)
-    time.sleep(0.3)  # past its spin and yield budgets: asleep on the data doorbell
+    wait_until(lambda: peek_u32(ring.name, DATA_WAITERS) > 0, "the consumer to sleep on the data doorbell")
     ring.producer(0).send(b"last words")
     ring.close_writers()
     start = time.monotonic()
@@ -172,6 +157,7 @@ def test_close_wakes_a_blocked_rust_consumer(programs: SimpleNamespace, make_rin
 
 def test_closed_ring_drains_then_finishes_and_refuses_sends(programs: SimpleNamespace,
                                                             make_ring: Callable[..., Ring], tmp_path: Path) -> None:
+    """A closed ring drains to the Rust consumer and refuses the Rust producer."""
     ring = make_ring()
     messages = payloads(20, 100)
     tx = ring.producer(0)
@@ -186,6 +172,7 @@ def test_closed_ring_drains_then_finishes_and_refuses_sends(programs: SimpleName
 
 def test_rust_producer_closes_the_writers(programs: SimpleNamespace, make_ring: Callable[..., Ring],
                                           tmp_path: Path) -> None:
+    """``--close`` closes the writers after the last message."""
     ring = make_ring(1 << 16)  # room for every message: nobody reads until the producer is done
     messages = payloads(50, 200)
     producer = start_producer(programs, ring, messages, tmp_path, 0, "--close")
@@ -195,6 +182,7 @@ def test_rust_producer_closes_the_writers(programs: SimpleNamespace, make_ring: 
 
 def test_drop_oldest_python_producer_rust_consumer(programs: SimpleNamespace, make_ring: Callable[..., Ring],
                                                    tmp_path: Path) -> None:
+    """drop_oldest: a late Rust consumer gets the newest messages; the counters add up."""
     ring = make_ring(512, policy="drop_oldest")
     messages = payloads(1000, 40)
     tx = ring.producer(0)
@@ -209,6 +197,7 @@ def test_drop_oldest_python_producer_rust_consumer(programs: SimpleNamespace, ma
 
 def test_drop_oldest_rust_producer_python_consumer(programs: SimpleNamespace, make_ring: Callable[..., Ring],
                                                    tmp_path: Path) -> None:
+    """drop_oldest: the Rust producer skips two late Python consumers; the counters add up."""
     ring = make_ring(512, consumers=2, policy="drop_oldest")
     messages = payloads(1000, 40)
     producer = start_producer(programs, ring, messages, tmp_path, 0, "--close")
@@ -230,6 +219,7 @@ def intact_in_order(got: list[bytes], sent: list[bytes]) -> bool:
 
 def test_drop_oldest_while_both_sides_run(programs: SimpleNamespace, make_ring: Callable[..., Ring],
                                           tmp_path: Path) -> None:
+    """drop_oldest with everyone running: no torn or repeated message reaches a consumer."""
     # producers overwrite what a reader may be copying: a torn record must be skipped, never delivered
     ring = make_ring(512, consumers=2, policy="drop_oldest")
     messages = payloads(20000, 100)
@@ -252,6 +242,7 @@ def test_drop_oldest_while_both_sides_run(programs: SimpleNamespace, make_ring: 
 
 def test_many_producers_many_consumers(programs: SimpleNamespace, make_ring: Callable[..., Ring],
                                        tmp_path: Path) -> None:
+    """Three producers and three consumers (Rust and Python): each producer's order is kept."""
     ring = make_ring(2048, producers=3, consumers=3)
     per_producer = {p: payloads(1500, 120, tag=p) for p in range(3)}
     consumers = [start_consumer(programs, ring, tmp_path, c) for c in (0, 1)]
@@ -274,6 +265,7 @@ def test_many_producers_many_consumers(programs: SimpleNamespace, make_ring: Cal
 
 
 def poke(ring: Ring, offset: int, fmt: str, value: int) -> None:
+    """Write ``value`` (struct format ``fmt``) at ``offset`` of the segment file."""
     with open(f"/dev/shm/{ring.name}", "r+b") as segment:
         segment.seek(offset)
         segment.write(struct.pack("<" + fmt, value))
@@ -293,6 +285,7 @@ CORRUPT_HEADERS = {
 @pytest.mark.parametrize("case", sorted(CORRUPT_HEADERS))
 def test_corrupt_header_is_an_error_exit(programs: SimpleNamespace, make_ring: Callable[..., Ring], tmp_path: Path,
                                          case: str) -> None:
+    """A corrupt header makes both Rust programs exit 1 with the ABI's reason."""
     ring = make_ring()
     field, fmt, value, why = CORRUPT_HEADERS[case]
     poke(ring, LAYOUT[field], fmt, value)
@@ -304,6 +297,7 @@ def test_corrupt_header_is_an_error_exit(programs: SimpleNamespace, make_ring: C
 
 def test_truncated_segment_is_an_error_exit(programs: SimpleNamespace, make_ring: Callable[..., Ring],
                                             tmp_path: Path) -> None:
+    """A segment shorter than the header is refused."""
     ring = make_ring()
     os.truncate(f"/dev/shm/{ring.name}", 200)
     consumer = start_consumer(programs, ring, tmp_path).proc
@@ -319,6 +313,7 @@ def test_truncated_segment_is_an_error_exit(programs: SimpleNamespace, make_ring
 ])
 def test_corrupt_position_breaks_the_ring(programs: SimpleNamespace, make_ring: Callable[..., Ring], tmp_path: Path,
                                           field: str, value: int, side: str, why: str) -> None:
+    """Impossible positions make the Rust programs mark the ring broken, as the C side sees."""
     ring = make_ring()
     if field == "published" and value % 8:  # a cursor read below `published` must be aligned
         poke(ring, LAYOUT["header_size"] + LAYOUT["line_size"] + LAYOUT["cursor"], "Q", 3)
@@ -333,12 +328,82 @@ def test_corrupt_position_breaks_the_ring(programs: SimpleNamespace, make_ring: 
 @pytest.mark.parametrize("channels", [b"", b"{", b"[]", b'{"inputs": {"data": {"ring": 7, "index": 0}}}',
                                       b'{"inputs": {"data": {"ring": "r", "index": -1}}}', b"{" * 5000, b"\xff"])
 def test_junk_channels_are_an_error_exit(programs: SimpleNamespace, channels: bytes) -> None:
+    """Malformed FLOWC_CHANNELS is an error exit."""
     env = {**os.environb, b"FLOWC_CHANNELS": channels}
     run = subprocess.run([programs.consumer], env=env, capture_output=True, timeout=STEP_S)
     assert run.returncode == 1 and b"FLOWC_CHANNELS" in run.stderr
 
 
 def test_missing_segment_is_an_error_exit(programs: SimpleNamespace) -> None:
+    """A channel naming a missing segment is an error exit."""
     env = {**os.environ, "FLOWC_CHANNELS": json.dumps({"inputs": {"data": {"ring": "flowc-rust-absent", "index": 0}}})}
     run = subprocess.run([programs.consumer], env=env, capture_output=True, timeout=STEP_S)
     assert run.returncode == 1 and b"no ring segment named 'flowc-rust-absent'" in run.stderr
+
+
+def test_sigterm_makes_a_rust_consumer_drain_what_is_pending_and_exit_0(
+        programs: SimpleNamespace, make_ring: Callable[..., Ring], tmp_path: Path) -> None:
+    """SIGTERM with messages pending: the consumer receives them all, then exits 0 with its summary."""
+    ring = make_ring(1 << 16)  # holds every message
+    messages = payloads(40, 200)
+    tx = ring.producer(0)
+    assert tx.send(messages[0])
+    consumer = start_consumer(programs, ring, tmp_path, 0, "--pace-us", "20000")  # 20 ms a message
+    wait_until(lambda: ring.stats()["received"] >= 1, "the consumer's first message")  # its handler is installed
+    for message in messages[1:]:
+        assert tx.send(message)
+    assert ring.stats()["received"] < len(messages)
+    consumer.proc.send_signal(signal.SIGTERM)
+    _, err = consumer.proc.communicate(timeout=STEP_S)
+    assert consumer.proc.returncode == 0, err.decode()
+    assert f"received {len(messages)} (stopped)".encode() in err
+    assert unframe(consumer.out.read_bytes()) == messages
+    assert not ring.closed and ring.stats()["received"] == len(messages)
+
+
+def test_sigterm_ends_a_waiting_rust_consumer(programs: SimpleNamespace, make_ring: Callable[..., Ring],
+                                              tmp_path: Path) -> None:
+    """SIGTERM while the consumer waits on an empty, open ring: it sees the stop and exits 0."""
+    ring = make_ring()
+    assert ring.producer(0).send(b"one")
+    consumer = start_consumer(programs, ring, tmp_path)  # then waits on an open, empty ring
+    wait_until(lambda: ring.stats()["received"] == 1, "the consumer's first message")
+    consumer.proc.send_signal(signal.SIGTERM)
+    assert finish_consumer(consumer) == [b"one"]
+
+
+def test_sigterm_stops_a_blocked_rust_producer(programs: SimpleNamespace, make_ring: Callable[..., Ring],
+                                               tmp_path: Path) -> None:
+    """SIGTERM while the producer waits for space: it stops, exits 0, and what it sent is intact."""
+    ring = make_ring(1024)
+    messages = payloads(500, 100)
+    producer = start_producer(programs, ring, messages, tmp_path)
+    wait_until(lambda: peek_u32(ring.name, SPACE_WAITERS) > 0, "the producer to sleep on the full ring")
+    producer.send_signal(signal.SIGTERM)
+    _, err = producer.communicate(timeout=STEP_S)
+    assert producer.returncode == 0, err.decode()
+    sent = ring.stats()["sent_per_producer"][0]
+    assert 0 < sent < len(messages) and f"sent {sent} (stopped)".encode() in err
+    rx, got = ring.consumer(0), []
+    while (message := rx.recv(timeout=0)) is not None:
+        got.append(message)
+    assert got == messages[:sent], "what it sent before it stopped is intact"
+
+
+def test_sigterm_makes_the_count_sink_example_report_and_exit_0(programs: SimpleNamespace,
+                                                                 make_ring: Callable[..., Ring]) -> None:
+    """The polyglot example's Rust sink finishes with its summary on SIGTERM instead of dying of it."""
+    ring = make_ring()
+    tx = ring.producer(0)
+    header = struct.Struct("<QQI")  # what count_sink reads: send time, sequence, producer id
+    assert tx.send(header.pack(0, 0, 7))
+    env = {**os.environ, "FLOWC_CHANNELS": json.dumps({"inputs": {"signals": {"ring": ring.name, "index": 0}},
+                                                       "outputs": {}})}
+    sink = subprocess.Popen([programs.examples / "count_sink"], env=env, stderr=subprocess.PIPE)
+    wait_until(lambda: ring.stats()["received"] == 1, "the sink's first message")  # its handler is installed
+    for seq in range(1, 10):
+        assert tx.send(header.pack(0, seq, 7))
+    sink.send_signal(signal.SIGTERM)
+    _, err = sink.communicate(timeout=STEP_S)
+    assert sink.returncode == 0, err.decode()
+    assert err.decode() == "count_sink: received 10 messages, in order\n"

@@ -2,7 +2,7 @@
  *
  * Each message starts like flowc.actors:synthetic_producer's: send time (CLOCK_MONOTONIC ns), sequence, producer
  * id (little-endian u64, u64, u32), so Python and Rust actors downstream can check order and measure latency.
- * Build: cc $(flowc ring-include --cflags) -O2 examples/polyglot/quotes.c $(flowc ring-include --sources) \
+ * Build: cc $(flowc ring-include --cflags) -O2 examples/polyglot/quotes.c $(flowc ring-include --libs) \
  *           -o examples/polyglot/quotes
  */
 #define _GNU_SOURCE

@@ -17,6 +17,10 @@
 //! }
 //! # Ok::<(), flowc_ring::Error>(())
 //! ```
+//!
+//! An actor that should finish cleanly when the launcher stops it (SIGTERM) calls [`shutdown::install`] and
+//! receives through [`shutdown::recv`] (it then drains what is pending and sees the channel closed) or sends
+//! through [`shutdown::send`] (it then stops waiting for space).
 
 #![warn(missing_docs)]
 
@@ -27,6 +31,7 @@ mod json;
 pub mod layout;
 mod producer;
 mod segment;
+pub mod shutdown;
 mod sys;
 mod wait;
 

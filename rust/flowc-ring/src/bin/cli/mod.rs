@@ -1,5 +1,5 @@
 //! What the two actor programs share: options, length-prefixed frames on stdio, and exit codes
-//! (0 done, 1 the ring failed or timed out, 2 usage), with the reason on stderr.
+//! (0 done or stopped by SIGTERM, 1 the ring failed or timed out, 2 usage), with the reason on stderr.
 
 // each program uses one direction of the frame helpers
 #![allow(dead_code)]
@@ -18,11 +18,13 @@ pub struct Options {
     pub count: Option<u64>,
     /// Producer: close the writers after the last message.
     pub close: bool,
+    /// Consumer: sleep this long after each message (a slow consumer, for tests of backpressure and drops).
+    pub pace: Duration,
 }
 
-/// Parses `--channel NAME`, `--timeout SECONDS`, `--count N`, `--close`.
+/// Parses `--channel NAME`, `--timeout SECONDS`, `--count N`, `--close`, `--pace-us MICROSECONDS`.
 pub fn options(usage: &str) -> Result<Options, ExitCode> {
-    let mut o = Options { channel: None, timeout: None, count: None, close: false };
+    let mut o = Options { channel: None, timeout: None, count: None, close: false, pace: Duration::ZERO };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let ok = match arg.as_str() {
@@ -38,6 +40,9 @@ pub fn options(usage: &str) -> Result<Options, ExitCode> {
                 .map(|d| o.timeout = Some(d))
                 .is_some(),
             "--count" => args.next().and_then(|v| v.parse().ok()).map(|n| o.count = Some(n)).is_some(),
+            "--pace-us" => {
+                args.next().and_then(|v| v.parse().ok()).map(|us| o.pace = Duration::from_micros(us)).is_some()
+            }
             _ => false,
         };
         if !ok {
