@@ -157,3 +157,46 @@ def test_env_assignment_escapes() -> None:
     assert env_assignment("A", 'x"y') == '"A=x\\"y"'
     assert env_assignment("B", "50%") == '"B=50%%"'
     assert env_assignment("C", "a\nb") == '"C=a\\nb"'
+
+
+def test_metrics_unit_serves_each_node_from_its_channels(tmp_path: Path) -> None:
+    systemd = build(tmp_path, ROOT / "examples" / "multi-node.yaml")
+    plan = json.loads((tmp_path / "out" / "flowc" / "plan.json").read_text())
+    assert sorted(p.name for p in systemd.iterdir()) == sorted(plan["nodes"])
+    for node in plan["nodes"]:
+        folder = systemd / node
+        unit = read_unit(folder / "flowc-multi-node-metrics.service")
+        assert unit["Service"]["ExecStart"] == f"{TRUE} metrics /etc/flowc/multi-node/{node}.plan.json --node {node}"
+        assert unit["Service"]["User"] == "flowc" and unit["Service"]["Type"] == "exec"
+        # It reads the channels' segments: it starts after them and stops before they are removed.
+        assert unit["Unit"]["Requires"] == unit["Unit"]["After"] == "flowc-multi-node-channels.service"
+        assert unit["Unit"]["PartOf"] == unit["Install"]["WantedBy"] == "flowc-multi-node.target"
+        target = read_unit(folder / "flowc-multi-node.target")["Unit"]
+        assert "flowc-multi-node-metrics.service" in target["Wants"].split()
+        actor_after = {u for p in folder.glob("*.service") if p.name != "flowc-multi-node-metrics.service"
+                       for u in read_unit(p)["Unit"].get("After", "").split()}
+        assert "flowc-multi-node-metrics.service" not in actor_after, "no actor waits for the metrics endpoint"
+        readme = (folder / "README").read_text()
+        assert "flowc-multi-node-metrics.service runs 'flowc metrics'" in readme
+        assert "http://0.0.0.0:9464/metrics" in readme
+
+
+def test_metrics_units_of_nodes_on_one_host_use_their_own_ports(tmp_path: Path) -> None:
+    source = tmp_path / "shared.yaml"
+    source.write_text("""actors:
+  a: {type: producer, outputs: [x]}
+  b: {type: consumer, inputs: [x]}
+nodes:
+  left: {hostname: box, actors: {a: {cpu: [0]}}}
+  right: {hostname: box, actors: {b: {cpu: [1]}}, metrics: {address: "::1"}}
+inter_node:
+  r: {source: left.x, targets: [right]}
+""")
+    systemd = build(tmp_path, source)
+    plan = json.loads((tmp_path / "out" / "flowc" / "plan.json").read_text())
+    ports = {node: info["metrics"]["port"] for node, info in plan["nodes"].items()}
+    assert len(set(ports.values())) == 2
+    left = (systemd / "left" / "flowc-shared-metrics.service").read_text()
+    assert f"on 0.0.0.0 port {ports['left']} (from the plan)" in left
+    assert f"http://[::1]:{ports['right']}/metrics" in (systemd / "right" / "README").read_text()
+    assert "--port" not in left, "flowc metrics reads the port from the plan, like the launcher"

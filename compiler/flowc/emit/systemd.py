@@ -1,6 +1,7 @@
 """Emitter ``systemd``: per node, ``systemd/<node>/`` with everything a bare-metal host needs.
 
-That is a unit per actor and per route leg, a oneshot unit for the node's channels, a target that
+That is a unit per actor and per route leg, a oneshot unit for the node's channels, a unit serving the node's
+metrics (``flowc metrics``: ``/metrics``, ``/healthz`` and ``/readyz`` read from the channels), a target that
 pulls them in, the node's plan slice and a README.
 
 Units are rendered from jinja2 templates in ``templates/systemd`` with ``StrictUndefined``; every value
@@ -164,12 +165,16 @@ def emit(plan: Plan, settings: Settings, ctx: Context) -> list[Artifact]:
             artifacts.append(Artifact(f"{folder}/{name}", text.encode()))
         artifacts.append(Artifact(f"{folder}/flowc-{topology}-channels.service",
                                   env.get_template("channels.service.j2").render(**common).encode()))
-        all_units = sorted([common["channels_unit"], *stages])
+        metrics_unit = f"flowc-{topology}-metrics.service"
+        artifacts.append(Artifact(f"{folder}/{metrics_unit}", env.get_template("metrics.service.j2").render(
+            **common, address=info.metrics.address, port=info.metrics.port).encode()))
+        all_units = sorted([common["channels_unit"], metrics_unit, *stages])
         artifacts.append(Artifact(f"{folder}/flowc-{topology}.target",
                                   env.get_template("node.target.j2").render(**common, units=all_units).encode()))
         rows = [{"actor": actor, "role": a.role, "cpus": a.cpuset, "numa": "-" if a.numa is None else a.numa}
                 for actor, a in sorted(info.actors.items())]
         readme = env.get_template("README.j2").render(**common, hostname=info.hostname, cpu_map=rows,
+                                                      metrics_unit=metrics_unit, metrics=info.metrics,
                                                       keys=any(b.auth == "curve" for b in layout.bridges),
                                                       keys_dir=settings.keys_dir)
         artifacts.append(Artifact(f"{folder}/README", readme.encode()))

@@ -1,7 +1,10 @@
 """Actor nodes as Kubernetes objects: a plan ConfigMap, a pinned Deployment and a routes Service.
 
 Per node: a ConfigMap with its plan slice, a one-replica Deployment pinned to the node's hostname
-that runs ``flowc launch``, and, for a node that receives routes, a Service with one port per route. A node
+that runs ``flowc launch``, and, for a node that receives routes, a Service with one port per route. The launcher
+serves ``/metrics``, ``/healthz`` and ``/readyz`` on the node's metrics port (it reads the port from its plan
+slice), which the container names ``metrics``: the liveness and readiness probes call it, the pod carries the
+``prometheus.io/*`` scrape annotations, and with ``monitoring: podmonitor`` a PodMonitor selects the pod. A node
 with authenticated routes mounts the Secret ``<node>-route-keys`` (made by ``flowc keys generate``, never by the
 build: :func:`route_keys_secret`) read-only at ``KEYS_MOUNT``; until it exists the pod waits to start.
 
@@ -21,7 +24,10 @@ from flowc.emit.kubernetes.names import KEYS_SUFFIX, PLAN_SUFFIX, ROUTES_SUFFIX
 from flowc.emit.kubernetes.settings import (
     ACTOR_MEMORY_MIB,
     HUGE_PAGE,
+    LIVENESS_PROBE,
+    METRICS_PORT_NAME,
     PLAN_MOUNT,
+    READINESS_PROBE,
     SHM_HEADROOM_MIB,
     Settings,
     mebibytes,
@@ -33,6 +39,8 @@ from flowc.model.plan import NodePlan, Plan
 MIB = 1024 * 1024
 #: Where a launcher pod finds its route keys (beside, not inside, the read-only plan mount).
 KEYS_MOUNT = "/etc/flowc-keys"
+#: The metrics endpoint's scrape path, as the launcher and ``flowc metrics`` serve it.
+METRICS_PATH = "/metrics"
 
 
 def shm_bytes(node: NodePlan) -> int:
@@ -51,7 +59,7 @@ def route_ports(plan: Plan, node: str) -> list[tuple[str, int]]:
 
 
 def node_objects(part: Plan, node: str, name: str, settings: Settings) -> list[dict[str, Any]]:
-    """Build the ConfigMap, Deployment and (when it receives routes) Service of one node.
+    """Build the ConfigMap, Deployment, (when it receives routes) Service and (when asked) PodMonitor of one node.
 
     Args:
         part: The node's slice of the plan (what its launcher reads, see :meth:`Plan.slices`).
@@ -91,16 +99,19 @@ def node_objects(part: Plan, node: str, name: str, settings: Settings) -> list[d
         mounts.append({"name": "route-keys", "mountPath": KEYS_MOUNT, "readOnly": True})
         volumes.append({"name": "route-keys", "secret": {"secretName": name + KEYS_SUFFIX, "defaultMode": 0o400}})
     ports = route_ports(part, node)
+    metrics_port = info.metrics.port
     container: dict[str, Any] = {
         "name": "launcher",
         "image": settings.image,
         "command": ["flowc", "launch", f"{PLAN_MOUNT}/plan.json", "--node", node],
         "env": env,
+        "ports": [{"name": f"r{port}", "containerPort": port, "protocol": "TCP"} for _, port in ports]
+        + [{"name": METRICS_PORT_NAME, "containerPort": metrics_port, "protocol": "TCP"}],
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": METRICS_PORT_NAME}, **LIVENESS_PROBE},
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": METRICS_PORT_NAME}, **READINESS_PROBE},
         "resources": {"limits": resources, "requests": dict(resources)},
         "volumeMounts": mounts,
     }
-    if ports:
-        container["ports"] = [{"name": f"r{port}", "containerPort": port, "protocol": "TCP"} for _, port in ports]
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -111,7 +122,9 @@ def node_objects(part: Plan, node: str, name: str, settings: Settings) -> list[d
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": selector},
             "template": {
-                "metadata": {"labels": {**labels, "flowc.dev/node": name}},
+                "metadata": {"labels": {**labels, "flowc.dev/node": name}, "annotations": {
+                    "prometheus.io/scrape": "true", "prometheus.io/port": str(metrics_port),
+                    "prometheus.io/path": METRICS_PATH}},
                 "spec": {
                     "nodeSelector": {settings.topology_keys["host"]: info.hostname},
                     "containers": [container],
@@ -130,7 +143,38 @@ def node_objects(part: Plan, node: str, name: str, settings: Settings) -> list[d
             "spec": {"selector": selector, "ports": [
                 {"name": f"r{port}", "port": port, "targetPort": port, "protocol": "TCP"} for _, port in ports]},
         })
+    if settings.monitoring == "podmonitor":
+        objects.append(pod_monitor(name, selector, settings))
     return objects
+
+
+def pod_monitor(name: str, selector: dict[str, str], settings: Settings) -> dict[str, Any]:
+    """The prometheus-operator PodMonitor that scrapes one node's launcher.
+
+    It lives in the node's namespace (the settings' one), where a PodMonitor selects pods by default.
+
+    Args:
+        name: The node's Kubernetes name (the PodMonitor's too).
+        selector: The labels that select the node's pod (its Deployment's selector).
+        settings: The output settings (namespace, labels).
+
+    Returns:
+        The object.
+
+    Example:
+        >>> monitor = pod_monitor("edge", {"app.kubernetes.io/instance": "edge"}, Settings(namespace="ops"))
+        >>> monitor["metadata"]["namespace"], monitor["spec"]["podMetricsEndpoints"]
+        ('ops', [{'port': 'metrics', 'path': '/metrics'}])
+    """
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": settings.metadata(name, settings.labels(name, "datapath")),
+        "spec": {
+            "selector": {"matchLabels": dict(selector)},
+            "podMetricsEndpoints": [{"port": METRICS_PORT_NAME, "path": METRICS_PATH}],
+        },
+    }
 
 
 def route_service(name: str) -> str:

@@ -1,9 +1,10 @@
 """Emitter ``kubernetes``: the plan as Kubernetes objects, one YAML file each at the top of the output.
 
 ``kubectl apply -f out/`` then runs every task (an Indexed Job and a headless Service) and every
-actor node (a ConfigMap with its plan slice, a pinned Deployment running ``flowc launch``, and a
-Service for the routes it receives). Emits FLC504 (CPU ids cannot be pinned by Kubernetes, once per
-node, warning); names were checked by :mod:`flowc.emit.kubernetes.names` during ``flowc check``.
+actor node (a ConfigMap with its plan slice, a pinned Deployment running ``flowc launch`` with metrics
+probes, a Service for the routes it receives, and with ``monitoring: podmonitor`` a PodMonitor).
+Emits FLC504 (CPU ids cannot be pinned by Kubernetes, once per node, warning); names were checked by
+:mod:`flowc.emit.kubernetes.names` during ``flowc check``.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 A task becomes a Job and a Service named after it; a node becomes a Deployment, a ``-plan``
 ConfigMap and a ``-routes`` Service, and its route keys (from ``flowc keys generate``) a ``-route-keys``
-Secret. Emits FLC505 (a name or hostname Kubernetes refuses) and FLC503
-(two flowc names that become one Kubernetes name, reported at the second).
+Secret; its PodMonitor (``monitoring: podmonitor``) takes the Deployment's name, so needs no check of its own.
+Emits FLC505 (a name or hostname Kubernetes refuses) and FLC503 (two flowc names that become one Kubernetes
+name, reported at the second).
 """
 
 from __future__ import annotations

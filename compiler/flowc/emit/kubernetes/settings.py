@@ -7,7 +7,7 @@ order.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -37,6 +37,14 @@ HUGE_PAGE = 2 * 1024 * 1024
 PLAN_MOUNT = "/etc/flowc"
 MANAGED_BY = "flowc"
 GROUP_LABEL = "flowc.dev/group"
+#: The launcher container's port name for ``/metrics``, ``/healthz`` and ``/readyz`` (probes and PodMonitors use it).
+METRICS_PORT_NAME = "metrics"
+#: Liveness: the launcher answers ``/healthz`` while it supervises. A restart tears down the node's shared memory,
+#: so only a minute of silence (6 probes, 10 s apart) counts as dead, not one slow answer.
+LIVENESS_PROBE = {"initialDelaySeconds": 10, "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 6}
+#: Readiness: ``/readyz`` turns 200 once channels, actors and routes are up; polled often so the pod turns ready soon.
+READINESS_PROBE = {"initialDelaySeconds": 2, "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 3}
+
 
 class Settings(TargetSettings):
     """Everything the Kubernetes emitter may be told (the document's ``kubernetes:`` section, ``-n NAMESPACE``)."""
@@ -48,6 +56,8 @@ class Settings(TargetSettings):
     gpu_label: str = DEFAULT_GPU_LABEL
     rdma_resource: str = DEFAULT_RDMA_RESOURCE
     kueue: dict[str, str] = Field(default_factory=dict)
+    #: ``podmonitor``: also emit a prometheus-operator PodMonitor per actor node.
+    monitoring: Literal["none", "podmonitor"] = "none"
     part_of: str = "flowc"
 
     @classmethod
