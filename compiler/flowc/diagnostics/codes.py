@@ -81,6 +81,8 @@ CODES: dict[str, str] = {
     "FLC503": "two objects get the same kubernetes name",
     "FLC504": "kubernetes cannot pin cpu ids",
     "FLC505": "name not valid in kubernetes",
+    "FLC506": "actor name taken by a systemd unit of its node",
+    "FLC507": "kubernetes cannot probe a loopback metrics address",
     "FLC510": "bid without a project",
     "FLC511": "bid without ssh keys",
     "FLC512": "bid region chosen without price data",

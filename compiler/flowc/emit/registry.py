@@ -44,7 +44,8 @@ TARGETS: tuple[Target, ...] = (
     PLAN,
     Target("kubernetes", "flowc.emit.kubernetes.emitter", "Jobs, Services, Deployments, ConfigMaps at the top",
            check="flowc.emit.kubernetes.names:check_kubernetes_names"),
-    Target("systemd", "flowc.emit.systemd", "systemd/<node>/: pinned units per actor for bare-metal hosts"),
+    Target("systemd", "flowc.emit.systemd", "systemd/<node>/: pinned units per actor for bare-metal hosts",
+           check="flowc.emit.systemd_names:check_systemd_names"),
     Target("mithril", "flowc.emit.mithril.emitter", "mithril/<task>.json: spot bid bodies, with their reasons"),
     Target("graph", "flowc.emit.graph", "flowc/graph.dot: the placement graph in Graphviz DOT", default=False),
 )

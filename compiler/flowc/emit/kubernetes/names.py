@@ -3,8 +3,8 @@
 A task becomes a Job and a Service named after it; a node becomes a Deployment, a ``-plan``
 ConfigMap and a ``-routes`` Service, and its route keys (from ``flowc keys generate``) a ``-route-keys``
 Secret; its PodMonitor (``monitoring: podmonitor``) takes the Deployment's name, so needs no check of its own.
-Emits FLC505 (a name or hostname Kubernetes refuses) and FLC503 (two flowc names that become one Kubernetes
-name, reported at the second).
+Emits FLC505 (a name or hostname Kubernetes refuses), FLC503 (two flowc names that become one Kubernetes
+name, reported at the second) and FLC507 (a metrics address on loopback, which probes cannot reach; warning).
 """
 
 from __future__ import annotations
@@ -43,6 +43,10 @@ def check_kubernetes_names(spec: ir.Spec, ctx: Context) -> None:
     sources: list[tuple[str, str, Span]] = [("task", t.name, t.span) for t in spec.tasks]
     sources += [("node", n.name, n.span) for n in spec.nodes]
     for node in spec.nodes:
+        if node.metrics_address is not None and _loopback(node.metrics_address):
+            ctx.warn("FLC507", f"node '{node.name}' serves its metrics on {node.metrics_address}, which the kubelet's "
+                     "probes and Prometheus cannot reach in a pod", at=node.at("metrics"),
+                     help="leave metrics.address out (0.0.0.0) for Kubernetes; loopback suits a bare-metal host")
         if len(node.hostname) > 63:
             ctx.error("FLC505", f"hostname '{node.hostname}' of '{node.name}' is longer than a kubernetes label value "
                       "(63)", at=node.at("hostname"), help="use the node's short name, as its kubernetes.io/hostname "
@@ -60,3 +64,12 @@ def check_kubernetes_names(spec: ir.Spec, ctx: Context) -> None:
                       at=span, help="names that differ only in '_' versus '-' collide in kubernetes; rename one")
             continue
         taken.update(dict.fromkeys(object_names(kind, name), f"{kind} '{identifier}'"))
+
+
+def _loopback(address: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
