@@ -211,3 +211,18 @@ def test_flowc_metrics_serves_a_node_without_a_launcher(tmp_path: Path) -> None:
     finally:
         err = stop(server)
     assert server.returncode == 0, err
+
+
+def test_channels_create_makes_the_folder_systemd_units_publish_in(tmp_path: Path) -> None:
+    from flowc.model.node_view import NodeView
+    from flowc.runtime.actor_main import load_node
+
+    plan = build(tmp_path, ONE_NODE.replace("COUNT", "100").replace("SINK", "flowc.actors:latency_sink"))
+    report_dir = Path(NodeView.of(load_node(str(plan), "solo"), "solo").report_dir)
+    flowc = [sys.executable, "-m", "flowc", "channels"]
+    assert subprocess.run([*flowc, "create", str(plan), "--node", "solo"], capture_output=True).returncode == 0
+    try:
+        assert report_dir.is_dir() and (report_dir.stat().st_mode & 0o777) == 0o700
+    finally:
+        assert subprocess.run([*flowc, "remove", str(plan), "--node", "solo"], capture_output=True).returncode == 0
+    assert not report_dir.exists()

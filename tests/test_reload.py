@@ -36,6 +36,11 @@ nodes:
     local_channels: {ticks: {buffer_size: TICKS_SIZE}, signals: {buffer_size: 1MiB}}
 """
 
+SIDE_LINE = """  side_feed: {type: producer, outputs: [side], run: "runtime_actors:seq_producer",
+              params: {rate: 500, count: 1000000, sent: "SIDE_SENT", linger: true}}
+  side_sink: {type: consumer, inputs: [side], run: "runtime_actors:seq_recorder", params: {out: "SIDE_GOT"}}
+"""
+
 
 class Node:
     """One document built into plans of several versions (same file name), and the launcher running them."""
@@ -54,9 +59,13 @@ class Node:
 
     def plan(self, **changes: str) -> Path:
         """Build the document with ``changes`` applied to its placeholders; return the plan's path."""
+        return self.plan_from(DOC, **changes)
+
+    def plan_from(self, text_template: str, **changes: str) -> Path:
+        """Build ``text_template`` (a variant of the document) with the placeholders filled; return the plan."""
         self.version += 1
         values = {**self.values, **changes}
-        text = DOC
+        text = text_template
         for key, value in values.items():
             text = text.replace(key, value)
         folder = self.tmp / f"v{self.version}"
@@ -219,3 +228,54 @@ def test_reload_without_a_running_launcher_says_so(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "flowc", "reload", str(plan), "--node", "solo"],
                           capture_output=True, text=True, check=False)
     assert done.returncode == 1 and "no launcher runs node 'solo'" in done.stderr
+
+
+def test_a_pipeline_added_and_removed_beside_a_running_one_leaves_it_alone(tmp_path: Path) -> None:
+    node = Node(tmp_path, count=12_000)
+    try:
+        pipeline_beside(node, tmp_path)
+    finally:
+        node.stop()
+
+
+def pipeline_beside(node: Node, tmp_path: Path) -> None:
+    """Add an independent pipeline to a running node, then remove it; the first one must not notice."""
+    plan = node.plan()
+    node.launch(plan)
+    node.wait_for_messages(500)
+    before = node.reload(plan)["untouched"]
+    side = SIDE_LINE.replace("SIDE_SENT", str(tmp_path / "side-sent.txt"))
+    side = side.replace("SIDE_GOT", str(tmp_path / "side.bin"))
+    with_side = DOC.replace("  sink:", side + "  sink:", 1).replace(
+        "sink: {cpu: [2]}}", "sink: {cpu: [2]}, side_feed: {cpu: [3]}, side_sink: {cpu: [4]}}")
+    added = node.plan_from(with_side)
+    time.sleep(1.0)
+    reload_start = time.monotonic_ns()
+    answer = node.reload(added)
+    assert answer["changes"] == ["+ add channel side", "+ add actor side_feed", "+ add actor side_sink"]
+    assert answer["untouched"] == before
+    time.sleep(1.0)
+    removed = node.reload(node.plan())
+    assert removed["changes"] == ["- remove channel side", "- remove actor side_feed", "- remove actor side_sink"]
+    assert removed["untouched"] == before
+    report, err = node.finish()
+    assert report["failure"] is None, err
+    check_streams(node)
+    arrivals = sorted(at for _, _, at in node.received())
+    gaps = [(b - a, b) for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    quiet = max(g for g, at in gaps if at < reload_start) / 1e6
+    during = max(g for g, at in gaps if at >= reload_start) / 1e6
+    beside = Node(tmp_path / "side-view")
+    beside.sent, beside.files = tmp_path / "side-sent.txt", {"got": tmp_path / "side.bin"}
+    check_streams(beside)
+    assert not [e for e in os.listdir("/dev/shm") if e.startswith(answer_prefix(added)) and "-side" in e]
+    print(f"longest gap at the untouched sink: {during:.2f} ms while a pipeline came and went beside it, "
+          f"{quiet:.2f} ms in the second before")
+
+
+def answer_prefix(plan: Path) -> str:
+    """The shared-memory prefix of the plan's node ``solo``."""
+    from flowc.model.node_view import NodeView
+    from flowc.runtime.actor_main import load_node
+
+    return NodeView.of(load_node(str(plan), "solo"), "solo").prefix

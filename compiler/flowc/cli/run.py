@@ -104,6 +104,7 @@ def channels_create(plan: str, node: str) -> int:
     rings = segments.create(layout)
     for ring in rings.values():
         ring.close()
+    segments.make_report_dir(layout)  # where bridges and latency sinks publish their counters
     click.echo(f"flowc channels: created {len(rings)} channel(s) of '{node}'", err=True)
     return EXIT_OK
 
@@ -119,6 +120,7 @@ def channels_remove(plan: str, node: str) -> int:
     layout = _node_layout(plan, node)
     segments.remove(layout, {})
     removed = segments.reclaim(layout)
+    segments.remove_report_dir(layout)
     click.echo(f"flowc channels: removed {len(removed)} channel(s) of '{node}'", err=True)
     return EXIT_OK
 

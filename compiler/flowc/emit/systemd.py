@@ -134,7 +134,7 @@ def emit(plan: Plan, settings: Settings, ctx: Context) -> list[Artifact]:
         plan_path = f"{plan_dir}/{node}.plan.json"
         common = {"source": plan.source, "topology": topology, "node": node, "user": user, "flowc": flowc,
                   "plan": plan_path, "target": f"flowc-{topology}.target",
-                  "channels_unit": f"flowc-{topology}-channels.service"}
+                  "channels_unit": f"flowc-{topology}-channels.service", "report_dir": layout.report_dir}
         stages: dict[str, int] = {}
         for actor in info.actors:
             stages[f"flowc-{topology}-{actor}.service"] = info.start_stages[actor]
