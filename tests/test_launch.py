@@ -251,7 +251,8 @@ def test_channels_create_and_remove(tmp_path: Path) -> None:
     run = [sys.executable, "-m", "flowc", "channels"]
     created = subprocess.run([*run, "create", str(plan), "--node", "dev"], capture_output=True, text=True, check=False)
     assert created.returncode == 0, created.stderr
-    assert len(leftovers("topology.yaml", "dev")) == 3, "two rings and the registry"
+    made = leftovers("topology.yaml", "dev")
+    assert len(made) == 4 and made[-1].endswith(".report"), "two rings, the registry and the report folder"
     removed = subprocess.run([*run, "remove", str(plan), "--node", "dev"], capture_output=True, text=True, check=False)
     assert removed.returncode == 0 and "removed 2 channel(s)" in removed.stderr
     assert leftovers("topology.yaml", "dev") == []
