@@ -42,6 +42,16 @@ SIDE_LINE = """  side_feed: {type: producer, outputs: [side], run: "runtime_acto
 """
 
 
+def build_plan(folder: Path, name: str, text: str) -> Path:
+    """Write ``text`` as ``folder/name`` (a new folder), build its plan and return the plan's path."""
+    folder.mkdir()
+    (folder / name).write_text(text)
+    done = subprocess.run([sys.executable, "-m", "flowc", "build", str(folder / name), "-o", str(folder / "out"),
+                           "-t", "plan"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return folder / "out" / "flowc" / "plan.json"
+
+
 class Node:
     """One document built into plans of several versions (same file name), and the launcher running them."""
 
@@ -68,13 +78,7 @@ class Node:
         text = text_template
         for key, value in values.items():
             text = text.replace(key, value)
-        folder = self.tmp / f"v{self.version}"
-        folder.mkdir()
-        (folder / self.name).write_text(text)
-        done = subprocess.run([sys.executable, "-m", "flowc", "build", str(folder / self.name), "-o",
-                               str(folder / "out"), "-t", "plan"], capture_output=True, text=True, check=False)
-        assert done.returncode == 0, done.stderr
-        return folder / "out" / "flowc" / "plan.json"
+        return build_plan(self.tmp / f"v{self.version}", self.name, text)
 
     def launch(self, plan: Path) -> None:
         """Start the node's launcher."""

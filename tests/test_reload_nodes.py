@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from test_reload import check_streams
+from test_reload import build_plan, check_streams
 
 TESTS = Path(__file__).resolve().parent
 
@@ -83,13 +83,8 @@ class Files:
 
 def build(tmp: Path, version: str, text: str, name: str, port: int, files: Files) -> Path:
     """Build one version of the document (same file name) with the route on ``port``."""
-    folder = tmp / version
-    folder.mkdir()
-    (folder / name).write_text(text.replace("SENT", str(files.sent)).replace("GOT", str(files.files["got"])))
-    done = subprocess.run([sys.executable, "-m", "flowc", "build", str(folder / name), "-o", str(folder / "out"),
-                           "-t", "plan"], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-    plan = folder / "out" / "flowc" / "plan.json"
+    text = text.replace("SENT", str(files.sent)).replace("GOT", str(files.files["got"]))
+    plan = build_plan(tmp / version, name, text)
     data = json.loads(plan.read_text())
     for route in data["routes"].values():
         route["port"] = port

@@ -22,7 +22,7 @@ from pathlib import Path
 from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
-from test_reload import check_streams
+from test_reload import build_plan, check_streams
 
 TESTS = Path(__file__).resolve().parent
 
@@ -74,13 +74,7 @@ class ReloadMachine(RuleBasedStateMachine):
                           relay_tag=k["relay_tag"], sink_tag=k["sink_tag"], ticks=k["ticks"], signals=k["signals"],
                           audit_actor=AUDIT.format(audit=self.tmp / "audit.bin") if k["audit"] else "",
                           audit_place=", audit: {cpu: [3]}" if k["audit"] else "")
-        folder = self.tmp / f"v{self.version}"
-        folder.mkdir()
-        (folder / self.name).write_text(text)
-        done = subprocess.run([sys.executable, "-m", "flowc", "build", str(folder / self.name), "-o",
-                               str(folder / "out"), "-t", "plan"], capture_output=True, text=True, check=False)
-        assert done.returncode == 0, done.stderr
-        self.current = folder / "out" / "flowc" / "plan.json"
+        self.current = build_plan(self.tmp / f"v{self.version}", self.name, text)
         return self.current
 
     def reload(self, plan: Path) -> dict:
