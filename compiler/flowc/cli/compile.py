@@ -37,21 +37,56 @@ def _target_help() -> str:
     listed = "; ".join(f"{t.name}{'' if t.default else ' (off by default)'}" for t in TARGETS)
     return f"Build only these targets (repeatable or comma-separated; the plan is always written): {listed}."
 
+def _ignored(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    from flowc.diagnostics.suppress import valid_code
+
+    codes = tuple(code.strip().upper() for item in value for code in item.split(",") if code.strip())
+    bad = [code for code in codes if not valid_code(code)]
+    if bad:
+        raise click.BadParameter(f"'{bad[0]}' is not a diagnostic code (FLC and three digits, such as FLC504)")
+    return codes
+
+
+def _documents(paths: tuple[str, ...]) -> list[str]:
+    """The files to check: each file given, and every ``*.yaml``/``*.yml`` under each folder given, sorted."""
+    found: list[str] = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            found += sorted(str(p) for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
+                            and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        else:
+            found.append(name)
+    return found
+
+
 @click.command()
-@click.argument("files", nargs=-1, required=True, type=FILE)
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, readable=True, path_type=str))
 @FORMAT
 @STRICT
+@click.option("--ignore", "ignored", multiple=True, callback=_ignored, metavar="CODE[,CODE]",
+              help="Do not report these codes (repeatable or comma-separated). A line of a document can say "
+                   "'# flowc: ignore[CODE]' for the diagnostics on it; --strict reports such a comment that "
+                   "suppresses nothing (FLC001).")
 @guard
-def check(files: tuple[str, ...], fmt: str, strict: bool) -> int:
-    """Check topology FILES and report every problem; writes nothing."""
+def check(files: tuple[str, ...], fmt: str, strict: bool, ignored: tuple[str, ...]) -> int:
+    """Check topology FILES (or every *.yaml/*.yml under a folder) and report every problem; writes nothing."""
+    from flowc.diagnostics.suppress import apply, inline_suppressions
     from flowc.pipeline import compile_file
 
+    documents = _documents(files)
     diagnostics = []
-    for name in files:
+    inline = []
+    for name in documents:
         diagnostics.extend(compile_file(name, until="spec").diagnostics)
+        try:
+            inline += inline_suppressions(name, Path(name).read_text(encoding="utf-8", errors="replace"))
+        except OSError:
+            pass  # compile_file reported it (FLC107)
+    diagnostics = apply(diagnostics, ignored, inline, strict)
     emit_diagnostics(diagnostics, fmt)
     if fmt == "text":
-        click.echo(summary(diagnostics, len(files)), err=True)
+        click.echo(summary(diagnostics, len(documents)), err=True)
     return EXIT_ERRORS if failed(diagnostics, strict) else EXIT_OK
 
 

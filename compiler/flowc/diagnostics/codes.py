@@ -1,10 +1,12 @@
 """Every diagnostic code flowc emits, registered once with a title.
 
-Blocks by stage: FLC1xx reading and parsing, FLC2xx schema, FLC3xx semantics,
+Blocks by stage: FLC0xx the checker itself, FLC1xx reading and parsing, FLC2xx schema, FLC3xx semantics,
 FLC4xx placement and transport, FLC5xx targets. Codes are stable: a retired code is never reused.
 """
 
 CODES: dict[str, str] = {
+    # 0xx: the checker itself
+    "FLC001": "unused suppression",
     # 1xx: reading, YAML, environment substitution
     "FLC101": "yaml syntax error",
     "FLC102": "input file too large",
