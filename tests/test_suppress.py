@@ -45,8 +45,23 @@ def test_a_folder_is_checked_file_by_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["check", str(tmp_path)])
     assert result.exit_code == 0
     assert "0 errors, 2 warnings in 2 files" in result.stderr
-    assert sorted(Path(line.split(":")[0]).name for line in result.stdout.splitlines() if "warning[" in line) == [
-        "a.yaml", "b.yml"]
+    found = check(str(tmp_path))[1]
+    assert sorted(Path(d["span"]["path"]).name for d in found) == ["a.yaml", "b.yml"]
+
+
+def test_repeated_codes_are_grouped_in_text_and_listed_in_json(tmp_path: Path) -> None:
+    for name in ("a", "b", "c"):
+        write(tmp_path / f"{name}.yaml")
+    text = CliRunner().invoke(main, ["check", str(tmp_path)]).stdout.splitlines()
+    a, b, c = (str(tmp_path / f"{name}.yaml") for name in "abc")
+    assert text == [
+        f"{a}:2:43: warning[FLC302] output channel 'extra' of 'feed' has no consumer",
+        "  help: add it to the 'inputs' of a consumer, or remove it",
+        "  and 2 more FLC302 (output channel without a consumer):",
+        f"    {b}:2:43: warning output channel 'extra' of 'feed' has no consumer",
+        f"    {c}:2:43: warning output channel 'extra' of 'feed' has no consumer",
+    ]
+    assert [d["span"]["path"] for d in check(str(tmp_path))[1]] == [a, b, c]
 
 
 def test_ignore_drops_a_code_everywhere(tmp_path: Path) -> None:

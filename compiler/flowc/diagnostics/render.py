@@ -15,11 +15,16 @@ from flowc.diagnostics.codes import CODES
 def render_text(diagnostics: Iterable[Diagnostic]) -> str:
     """Render as ``path:line:col: severity[code] message`` with an indented ``help:`` line.
 
+    Repeated diagnostics of one code are grouped: the first in full where it falls, then how many more there are
+    and each one's place and message on a line of its own, with its help when it differs from the first's (so a
+    warning that applies to a hundred nodes takes a hundred lines, not two hundred). JSON and the other formats
+    list every diagnostic as it is.
+
     Args:
         diagnostics: What to render.
 
     Returns:
-        The text, one block per diagnostic, ending in a newline (empty when there is nothing).
+        The text, one block per diagnostic or group, ending in a newline (empty when there is nothing).
 
     Example:
         >>> from flowc.diagnostics import Severity, Span
@@ -28,12 +33,20 @@ def render_text(diagnostics: Iterable[Diagnostic]) -> str:
         t.yaml:1:1: error[FLC201] unknown key 'nmae'
           help: did you mean 'name'?
     """
-    lines = []
+    groups: dict[str, list[Diagnostic]] = {}
     for d in diagnostics:
-        lines.append(f"{d.span.path}:{d.span.line}:{d.span.col}: {d.severity.value}[{d.code}] {d.message}")
-        if d.help:
-            lines.append(f"  help: {d.help}")
-        lines.extend(f"  note: {note}" for note in d.notes)
+        groups.setdefault(d.code, []).append(d)
+    lines = []
+    for first, *more in groups.values():
+        lines.append(f"{first.span.path}:{first.span.line}:{first.span.col}: {first.severity.value}[{first.code}] "
+                     f"{first.message}")
+        if first.help:
+            lines.append(f"  help: {first.help}")
+        lines.extend(f"  note: {note}" for note in first.notes)
+        if more:
+            lines.append(f"  and {len(more)} more {first.code} ({CODES.get(first.code, first.code)}):")
+            lines.extend(f"    {d.span.path}:{d.span.line}:{d.span.col}: {d.severity.value} {d.message}"
+                         + (f" (help: {d.help})" if d.help and d.help != first.help else "") for d in more)
     return "".join(line + "\n" for line in lines)
 
 
