@@ -156,6 +156,8 @@ def test_an_unchanged_plan_touches_nothing_and_reports_the_pids(node: Node) -> N
     report, _ = node.finish()
     assert report["failure"] is None
     assert check_streams(node) >= 0
+    prefix = answer_prefix(plan)
+    assert not [e for e in os.listdir("/dev/shm") if e.startswith(prefix)], "nothing of the node is left behind"
 
 
 def test_a_consumer_restarts_with_new_params_and_nothing_is_lost(node: Node) -> None:

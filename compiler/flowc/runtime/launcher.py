@@ -252,6 +252,7 @@ class Launcher:
                 for signum, handler in previous.items():
                     signal.signal(signum, handler)
                 self._close_metrics()
+                reload.forget(self.layout)
                 segments.release(self.layout)
 
     def _open_metrics(self) -> None:

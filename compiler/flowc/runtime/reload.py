@@ -27,6 +27,7 @@ closed, so each producer's order is kept.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -161,6 +162,8 @@ def ask(plan_path: str, node: str, timeout_s: float = ANSWER_TIMEOUT_S) -> dict[
         except (OSError, ValueError):
             result = None
         if isinstance(result, dict) and result.get("request") == ident:
+            with contextlib.suppress(OSError):
+                os.unlink(result_path(layout))
             return result
         time.sleep(0.02)
     raise ReloadError(f"launcher {pid} of node '{node}' did not answer within {timeout_s:g} s")
@@ -325,3 +328,10 @@ def generations_env(generations: dict[str, int]) -> dict[str, str]:
     """The environment that tells a child which ring generations are current (empty when none was replaced)."""
     current = {channel: g for channel, g in sorted(generations.items()) if g}
     return {GENERATIONS_ENV: json.dumps(current)} if current else {}
+
+
+def forget(layout: NodeView) -> None:
+    """Remove a node's reload request and answer files (the launcher does, as it stops)."""
+    for path in (request_path(layout), result_path(layout)):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
