@@ -61,6 +61,16 @@ class Bridge:
     index: int
     stage: int
 
+    @property
+    def key(self) -> str:
+        """The name the launcher supervises this bridge's process by: ``route:<route>:<in|out>:<index>``."""
+        return f"route:{self.route}:{self.direction}:{self.index}"
+
+    @property
+    def leg(self) -> str:
+        """The leg as a change list names it: ``<route> out to <node>`` or ``<route> in from <node>``."""
+        return f"{self.route} {'out to' if self.direction == 'out' else 'in from'} {self.peer_node}"
+
 
 @dataclass
 class NodeView:

@@ -149,13 +149,9 @@ def _actor_why(old: ActorPlan, new: ActorPlan, old_io: dict[str, Any], new_io: d
     return ", ".join(why)
 
 
-def _leg(bridge: Bridge) -> str:
-    return f"{bridge.route} {'out to' if bridge.direction == 'out' else 'in from'} {bridge.peer_node}"
-
-
 def _route_changes(before: list[Bridge], after: list[Bridge], replaced: set[str]) -> list[Change]:
-    old = {_leg(b): b for b in before}
-    new = {_leg(b): b for b in after}
+    old = {b.leg: b for b in before}
+    new = {b.leg: b for b in after}
     changes = []
     for name in sorted(set(old) | set(new)):
         if name not in new:

@@ -370,7 +370,7 @@ class Launcher:
         # Bridges share the node's bridge_cpus when it names them; otherwise they are not pinned.
         bridge_cpus = sorted({self.cpu_mapping[c] for c in info.bridge_cpus})
         for bridge in self.layout.bridges:
-            key = f"route:{bridge.route}:{bridge.direction}:{bridge.index}"
+            key = bridge.key
             argv = [*base, "run-bridge", self.plan_path, "--node", self.node, "--route", bridge.route,
                     "--direction", bridge.direction, "--index", str(bridge.index)]
             role = "producer" if bridge.direction == "in" else "consumer"

@@ -16,6 +16,7 @@ from typing import Any
 from flowc.model.node_view import NodeView
 from flowc.model.plan import sender_key
 from flowc.runtime.actors import HISTOGRAM_SUFFIX
+from flowc.runtime.bridge_main import bridge_stats_file
 from flowc.runtime.histogram import read_published
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -159,7 +160,7 @@ class NodeReader:
                 continue
             channels[channel] = self._channel(channel, stats)
         routes = [RouteState(b.route, b.direction, b.peer_node, self._published(
-            f"route-{b.route}-{b.direction}-{b.index}.bridge")) for b in self.layout.bridges]
+            bridge_stats_file(b.route, b.direction, b.index))) for b in self.layout.bridges]
         latency = {}
         info = self.layout.plan.nodes[self.layout.node]
         for actor in sorted(info.actors):

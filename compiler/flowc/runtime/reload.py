@@ -309,10 +309,7 @@ class Reload:
 
 def _leg_of(layout: NodeView, key: str) -> str | None:
     """The route leg name (as :mod:`flowc.model.plan_diff` names it) of a bridge child's key, else ``None``."""
-    for bridge in layout.bridges:
-        if key == f"route:{bridge.route}:{bridge.direction}:{bridge.index}":
-            return f"{bridge.route} {'out to' if bridge.direction == 'out' else 'in from'} {bridge.peer_node}"
-    return None
+    return next((bridge.leg for bridge in layout.bridges if bridge.key == key), None)
 
 
 def _reads(launcher: Launcher, layout: NodeView, child: Child) -> list[str]:
@@ -320,8 +317,7 @@ def _reads(launcher: Launcher, layout: NodeView, child: Child) -> list[str]:
     actor = launcher.plan.nodes[launcher.node].actors.get(child.key)
     if actor is not None:
         return list(actor.inputs)
-    return [b.channel for b in layout.bridges if b.direction == "out"
-            and child.key == f"route:{b.route}:{b.direction}:{b.index}"]
+    return [b.channel for b in layout.bridges if b.direction == "out" and child.key == b.key]
 
 
 def generations_env(generations: dict[str, int]) -> dict[str, str]:
