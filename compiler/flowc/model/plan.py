@@ -195,6 +195,11 @@ class NodePlan(_Frozen):
     #: The node's metrics endpoint.
     metrics: MetricsPlan = MetricsPlan()
 
+    @property
+    def cpus_asked(self) -> list[int]:
+        """Every CPU id the node's actors and bridges are pinned to, sorted (what a launcher maps)."""
+        return sorted({cpu for actor in self.actors.values() for cpu in actor.cpus} | set(self.bridge_cpus))
+
     @model_validator(mode="after")
     def _actors_match_channels(self) -> NodePlan:
         """Each actor's inputs and outputs are channels of the node that list it back, and the reverse."""

@@ -199,10 +199,9 @@ class Launcher:
             LaunchError: When the node cannot start, or an actor failed too often.
         """
         self._check_keys()
-        info = self.plan.nodes[self.node]
-        requested = sorted({cpu for actor in info.actors.values() for cpu in actor.cpus} | set(info.bridge_cpus))
         try:
-            self.cpu_mapping = cpu_map(requested, os.sched_getaffinity(0), self.oversubscribe)
+            self.cpu_mapping = cpu_map(self.plan.nodes[self.node].cpus_asked, os.sched_getaffinity(0),
+                                       self.oversubscribe)
         except ValueError as exc:
             raise LaunchError(str(exc)) from exc
         if len(set(self.cpu_mapping.values())) < len(self.cpu_mapping):

@@ -190,9 +190,9 @@ class Reload:
             launcher.plan_path = self.plan_path
             return Outcome(True, self.plan_path, untouched=self._pids(list(launcher.children)),
                            seconds=time.monotonic() - start)
-        self._apply(new_plan, diff, mapping)
-        untouched = {c.key: c.proc.pid for c in launcher.children if c.key in self.untouched and c.running}
-        return Outcome(True, self.plan_path, changes=[c.line() for c in diff.changes], untouched=untouched,
+        untouched = self._apply(new_plan, diff, mapping)
+        return Outcome(True, self.plan_path, changes=[c.line() for c in diff.changes],
+                       untouched=self._pids([c for c in launcher.children if c.key in untouched]),
                        problems=self.problems, seconds=time.monotonic() - start)
 
     @staticmethod
@@ -207,9 +207,7 @@ class Reload:
                             f"'{launcher.plan.source}': build the same document (its name names the node's "
                             "shared memory)")
         diff = diff_node(launcher.plan, new_plan, node)
-        info = new_plan.nodes[node]
-        requested = sorted({cpu for a in info.actors.values() for cpu in a.cpus} | set(info.bridge_cpus))
-        mapping = cpu_map(requested, os.sched_getaffinity(0), launcher.oversubscribe)
+        mapping = cpu_map(new_plan.nodes[node].cpus_asked, os.sched_getaffinity(0), launcher.oversubscribe)
         directory = route_keys.keys_directory(node, launcher.environ)
         for bridge in NodeView.of(new_plan, node).bridges:
             if bridge.auth != "curve":
@@ -222,7 +220,8 @@ class Reload:
                 raise UserError(f"route '{bridge.route}': {exc}") from None
         return new_plan, diff, mapping
 
-    def _apply(self, new_plan: Any, diff: NodeDiff, mapping: dict[int, int]) -> None:
+    def _apply(self, new_plan: Any, diff: NodeDiff, mapping: dict[int, int]) -> set[str]:
+        """Apply ``diff``; return the keys of the processes it left running untouched."""
         launcher, node = self.launcher, self.launcher.node
         old_layout = launcher.layout
         replaced = {c.name for c in diff.changes if c.kind == "channel" and c.action == "replace"}
@@ -259,8 +258,8 @@ class Reload:
         launcher.adopt(self.plan_path, new_plan, new_layout, mapping, generations)
         launcher.rings.update(created)
         starting = launcher.replan_children(keep=[c for c in launcher.children if c not in going])
-        self.untouched = {c.key for c in launcher.children if c not in starting}
         launcher.start_in_stages(starting)
+        return {c.key for c in launcher.children if c not in starting}
 
     def _stop_group(self, children: list[Child], reads: dict[str, set[str]]) -> None:
         """Stop ``children``: actors that read hand over (SIGUSR2), the others stop (SIGTERM)."""
