@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "round_trips.h"
+
 static int pin(int cpu) {
     cpu_set_t set;
     CPU_ZERO(&set);
@@ -32,25 +34,6 @@ static int pin(int cpu) {
         return -1;
     }
     return 0;
-}
-
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_u64(const void *a, const void *b) {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Inclusive linear interpolation between the two nearest ranks of sorted samples. */
-static double quantile(const uint64_t *sorted, size_t n, double q) {
-    double pos = q * (double)(n - 1);
-    size_t lo = (size_t)pos;
-    if (lo + 1 >= n) return (double)sorted[n - 1];
-    return (double)sorted[lo] + (pos - (double)lo) * (double)(sorted[lo + 1] - sorted[lo]);
 }
 
 int main(int argc, char **argv) {
@@ -112,10 +95,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "cacheline_floor: the child failed\n");
         return 1;
     }
-    qsort(samples, (size_t)n, sizeof *samples, cmp_u64);
-    printf("{\"n\": %ld, \"p50_ns\": %.1f, \"p99_ns\": %.1f, \"p999_ns\": %.1f}\n", n,
-           quantile(samples, (size_t)n, 0.5), quantile(samples, (size_t)n, 0.99),
-           quantile(samples, (size_t)n, 0.999));
+    print_percentiles(samples, (size_t)n);
     free(samples);
     return 0;
 }

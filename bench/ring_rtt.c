@@ -23,28 +23,10 @@
 #include <time.h>
 
 #include "flowc_ring.h"
+#include "round_trips.h"
 
 #define SIZE 64
 #define TIMEOUT_NS 10000000000LL
-
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_u64(const void *a, const void *b) {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Inclusive linear interpolation between the two nearest ranks of sorted samples. */
-static double quantile(const uint64_t *sorted, size_t n, double q) {
-    double pos = q * (double)(n - 1);
-    size_t lo = (size_t)pos;
-    if (lo + 1 >= n) return (double)sorted[n - 1];
-    return (double)sorted[lo] + (pos - (double)lo) * (double)(sorted[lo + 1] - sorted[lo]);
-}
 
 static int fail(const char *what, int rc) {
     fprintf(stderr, "ring_rtt: %s: %s (%s)\n", what, flowc_strerror(rc), flowc_last_error());
@@ -86,9 +68,7 @@ static int ping(flowc_producer *tx, flowc_consumer *rx, uint64_t n) {
         uint64_t end = now_ns();
         if (i >= warm) samples[i - warm] = end - start;
     }
-    qsort(samples, n, sizeof *samples, cmp_u64);
-    printf("{\"n\": %llu, \"p50_ns\": %.1f, \"p99_ns\": %.1f, \"p999_ns\": %.1f}\n", (unsigned long long)n,
-           quantile(samples, n, 0.5), quantile(samples, n, 0.99), quantile(samples, n, 0.999));
+    print_percentiles(samples, n);
     free(samples);
     return 0;
 }

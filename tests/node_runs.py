@@ -29,18 +29,31 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def build_plan(folder: Path, name: str, text: str, targets: tuple[str, ...] = ("plan",)) -> Path:
+    """Write ``text`` as ``folder/name``, ``flowc build`` it into ``folder/out`` and return the plan's path.
+
+    Args:
+        folder: Where the document and its output go (made if missing).
+        name: The document's file name (it names the plan's segments in ``/dev/shm``).
+        text: The document.
+        targets: The targets to build (none given: the default ones).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text)
+    chosen = [arg for target in targets for arg in ("-t", target)]
+    done = subprocess.run([sys.executable, "-m", "flowc", "build", str(folder / name), "-o", str(folder / "out"),
+                           *chosen], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return folder / "out" / "flowc" / "plan.json"
+
+
 def build(tmp_path: Path, text: str) -> Path:
     """Build ``text`` and give every node (and route) a free port; return the plan's path.
 
     Each call writes its document under a new random name, so the plan's segments in ``/dev/shm`` (named after
     the document) are its own, even when tests run side by side.
     """
-    source = tmp_path / f"node-{secrets.token_hex(4)}.yaml"
-    source.write_text(text)
-    done = subprocess.run([sys.executable, "-m", "flowc", "build", str(source), "-o", str(tmp_path / "out")],
-                          capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-    plan = tmp_path / "out" / "flowc" / "plan.json"
+    plan = build_plan(tmp_path, f"node-{secrets.token_hex(4)}.yaml", text, targets=())
     data = json.loads(plan.read_text())
     for node in data["nodes"].values():
         node["metrics"] = {"address": "127.0.0.1", "port": free_port()}

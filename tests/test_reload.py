@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from node_runs import build_plan
 from runtime_actors import RECORD
 
 TESTS = Path(__file__).resolve().parent
@@ -40,16 +41,6 @@ SIDE_LINE = """  side_feed: {type: producer, outputs: [side], run: "runtime_acto
               params: {rate: 500, count: 1000000, sent: "SIDE_SENT", linger: true}}
   side_sink: {type: consumer, inputs: [side], run: "runtime_actors:seq_recorder", params: {out: "SIDE_GOT"}}
 """
-
-
-def build_plan(folder: Path, name: str, text: str) -> Path:
-    """Write ``text`` as ``folder/name`` (a new folder), build its plan and return the plan's path."""
-    folder.mkdir()
-    (folder / name).write_text(text)
-    done = subprocess.run([sys.executable, "-m", "flowc", "build", str(folder / name), "-o", str(folder / "out"),
-                           "-t", "plan"], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-    return folder / "out" / "flowc" / "plan.json"
 
 
 class Node:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from test_reload import build_plan, check_streams
+from node_runs import build_plan, free_port
+from test_reload import check_streams
 
 TESTS = Path(__file__).resolve().parent
 
@@ -56,13 +56,6 @@ nodes:
 inter_node:
   feed_route: {source: a.ticks, targets: [b], auth: none}
 """
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Files:

@@ -22,7 +22,8 @@ from pathlib import Path
 from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
-from test_reload import build_plan, check_streams
+from node_runs import build_plan
+from test_reload import check_streams
 
 TESTS = Path(__file__).resolve().parent
 
