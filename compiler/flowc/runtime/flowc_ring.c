@@ -55,6 +55,10 @@
 /* A producer holding a reservation cannot give it back (commits are in order), so at its deadline it keeps
  * waiting for a live reserver ahead of it for at most this long; past it the ring is declared broken. */
 #define PUBLISH_STALL_NS 1000000000LL
+/* A shared ring's consumer waiting to release in claim order yields this long, then sleeps on the space doorbell:
+ * a copy takes well under a microsecond, so a longer wait means the taker ahead was preempted, and spinning on
+ * an oversubscribed machine would only keep it off the core. */
+#define RELEASE_YIELD_NS 50000LL
 
 #define LOAD_ACQ(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define LOAD_RLX(p) __atomic_load_n((p), __ATOMIC_RELAXED)
@@ -464,6 +468,23 @@ static void doorbell_ring(uint32_t *seq, uint32_t *waiters) {
         __atomic_fetch_add(seq, 1u, __ATOMIC_RELEASE);
         syscall(SYS_futex, seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
     }
+}
+
+/* Sleeps on a doorbell (for at most `max_ns`) while the word at `word` still holds `value`: the waiter side of the
+ * Dekker pairing in doorbell_ring. Inside block_begin/block_end, like every wait that blocks. */
+static void sleep_on_doorbell(endpoint *e, uint32_t *seq, uint32_t *waiters, const uint64_t *word, uint64_t value,
+                              int64_t max_ns) {
+    if (max_ns <= 0) return;
+    __atomic_fetch_add(waiters, 1u, __ATOMIC_SEQ_CST);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    uint32_t s = LOAD_ACQ(seq);
+    if (LOAD_ACQ(word) == value) {
+        struct timespec ts = {(time_t)(max_ns / 1000000000LL), (long)(max_ns % 1000000000LL)};
+        void *state = block_begin(e);
+        syscall(SYS_futex, seq, FUTEX_WAIT, s, &ts, NULL, 0);
+        block_end(e, state);
+    }
+    __atomic_fetch_sub(waiters, 1u, __ATOMIC_SEQ_CST);
 }
 
 typedef int (*cond_fn)(endpoint *e, uint64_t arg);
@@ -881,7 +902,7 @@ static int holder_alive(endpoint *e, uint64_t pos) {
 static int release_shared(endpoint *e, uint64_t pos, uint64_t next) {
     cons_line *g = &e->conss[0];
     unsigned spins = 0;
-    int64_t next_check = -1;
+    int64_t start = -1, next_check = -1;
     for (;;) {
         uint64_t r = LOAD_ACQ(&g->cursor);
         if (r == pos) break;
@@ -891,7 +912,10 @@ static int release_shared(endpoint *e, uint64_t pos, uint64_t next) {
             continue;
         }
         int64_t t = now_ns();
-        if (next_check < 0) next_check = t + STALL_CHECK_NS;
+        if (start < 0) {
+            start = t;
+            next_check = t + STALL_CHECK_NS;
+        }
         if (t >= next_check) {
             next_check = t + STALL_POLL_NS;
             if (!holder_alive(e, r)) {
@@ -907,7 +931,13 @@ static int release_shared(endpoint *e, uint64_t pos, uint64_t next) {
                 continue;
             }
         }
-        sched_yield();
+        if (t - start < RELEASE_YIELD_NS) {
+            sched_yield(); /* the taker ahead is usually still copying on the other core */
+            continue;
+        }
+        /* Longer: the taker ahead was preempted. Sleep on the space doorbell (every release rings it) so this
+         * core goes to it instead of to our spinning; wake at the next liveness check at the latest. */
+        sleep_on_doorbell(e, &e->h->space_seq, &e->h->space_waiters, &g->cursor, r, next_check - t);
     }
     STORE_REL(&g->cursor, next); /* RELEASE: our copy of the record happens before a producer reuses the space */
     doorbell_ring(&e->h->space_seq, &e->h->space_waiters);
@@ -936,8 +966,12 @@ static int consume_shared(endpoint *e, flowc_recv_sink sink, void *ctx, int64_t 
             if (r == 0) return FLOWC_ETIMEOUT;
             continue;
         }
-        if (t & 7u) return ring_broken(e, "unaligned shared position", t);
-        if ((int64_t)(p - t) > (int64_t)e->cap) return ring_broken(e, "shared position more than a ring behind", t);
+        if ((t & 7u) || (int64_t)(p - t) > (int64_t)e->cap) {
+            /* `t` may be stale: others took and released past it, and producers published a ring more, between
+             * our two loads. Corrupt only if `taken` still says t. */
+            if (LOAD_ACQ(&g->taken) != t) continue;
+            return ring_broken(e, (t & 7u) ? "unaligned shared position" : "shared position more than a ring behind", t);
+        }
         uint64_t off = t % e->cap;
         uint32_t len = LOAD_RLX((uint32_t *)(e->data + off));
         uint32_t flags = LOAD_RLX((uint32_t *)(e->data + off + 4));
