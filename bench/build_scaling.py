@@ -70,11 +70,12 @@ def chain_lengths(actors: int) -> list[int]:
     return lengths
 
 
-def generate(actors: int) -> str:
+def generate(actors: int, per_node: int = DOMAINS * CPUS_PER_DOMAIN) -> str:
     """Generate a valid topology document with exactly ``actors`` actors.
 
     Args:
         actors: How many actors (at least 2).
+        per_node: How many actors a node hosts at most (up to its 64 CPUs).
 
     Returns:
         The document as YAML text (flow style, so that 10,000 actors stay well under flowc's 4 MiB cap).
@@ -93,7 +94,7 @@ def generate(actors: int) -> str:
 
     def next_slot(length: int, first: bool) -> tuple[_Node, int, int]:
         nonlocal slot
-        if slot == DOMAINS * CPUS_PER_DOMAIN:
+        if slot == DOMAINS * CPUS_PER_DOMAIN or (nodes and len(nodes[-1].placements) >= per_node):
             nodes.append(_Node(f"n{len(nodes):04d}"))
             slot = 0
         domain, offset = divmod(slot, CPUS_PER_DOMAIN)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flowc.diagnostics import Span
 from flowc.model.catalog import InstanceType
+from flowc.model.json_text import compact, pretty
 from flowc.model.units import MAX_BUFFER, MAX_CPU, MAX_ENDS, MIN_BUFFER
 
 FORMAT = "flowc.plan/v1"
@@ -368,7 +369,10 @@ class NodeSlice(_Frozen):
         """Serialize deterministically, like :meth:`Plan.to_json`."""
         return _json(self)
 
+    def to_compact_json(self) -> str:
+        """Serialize deterministically without insignificant whitespace (a ConfigMap holds at most 1 MiB)."""
+        return compact(self.model_dump(mode="json"))
+
 
 def _json(model: BaseModel) -> str:
-    data = model.model_dump(mode="json")
-    return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    return pretty(model.model_dump(mode="json"))

@@ -24,6 +24,7 @@ from ruamel.yaml.reader import ReaderError
 from flowc.diagnostics import Span
 from flowc.model.context import Context
 from flowc.model.document import Document, Path
+from flowc.passes.parse_fast import parse_fast
 
 MAX_BYTES = 4 * 1024 * 1024
 _QUOTED = ("SingleQuotedScalarString", "DoubleQuotedScalarString")
@@ -131,6 +132,23 @@ def parse(text: str, ctx: Context) -> Document:
         ctx.error("FLC102", f"input is larger than {MAX_BYTES // (1024 * 1024)} MiB", at=start,
                   help="split the topology into several files")
         return Document(ctx.path, None)
+    fast = parse_fast(text, ctx.path)
+    if fast is not None:
+        return fast
+    return parse_reference(text, ctx)
+
+
+def parse_reference(text: str, ctx: Context) -> Document:
+    """Parse with ruamel.yaml: the meaning of every document and the source of every diagnostic about its text.
+
+    Args:
+        text: The file's contents, within the size cap.
+        ctx: The compilation context.
+
+    Returns:
+        The document; when errors were reported its data is ``None``.
+    """
+    start = Span(ctx.path, 1, 1)
     try:
         root = _yaml().load(text)
     except _AliasRefused as exc:

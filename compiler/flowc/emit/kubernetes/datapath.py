@@ -77,7 +77,7 @@ def node_objects(part: Plan, node: str, name: str, settings: Settings) -> list[d
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": settings.metadata(name + PLAN_SUFFIX, labels),
-        "data": {"plan.json": part.to_json()},
+        "data": {"plan.json": part.to_compact_json()},
     }
     cpus = sum(len(actor.cpus) for actor in info.actors.values()) + len(info.bridge_cpus)
     shm = shm_bytes(info)

@@ -1,0 +1,230 @@
+"""The fast path of pass ``parse``: libyaml's composer (PyYAML's C parser) for documents with nothing unusual.
+
+The reference parser (ruamel.yaml's round-trip loader, :mod:`flowc.passes.parse`) defines what a document means
+and every diagnostic about its text; it is also about forty times slower. This path composes the document with
+libyaml, which keeps the line and column of every node, and builds the same plain data, spans and plain-scalar
+set the reference parser would. It gives up — returns ``None``, and the caller runs the reference parser — on
+anything the reference parser reports or types in a way of its own: a libyaml error, several documents, a
+directive, a non-printable character, an explicit tag, an anchor used by an alias, a merge key, a duplicate key,
+a key that is not a name or a decimal number, and any plain scalar that resolves to something other than a
+string, a null, a boolean, a decimal integer or a decimal number (dates, hexadecimal, underscores, ``.inf``...).
+So every diagnostic comes from the reference parser, word for word, and the fast path only has to agree with it
+on ordinary documents (a property test compares the two on generated YAML).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ruamel.yaml.nodes import ScalarNode as _ReferenceScalar
+from ruamel.yaml.reader import Reader
+from ruamel.yaml.resolver import VersionedResolver
+
+from flowc.diagnostics import Span
+from flowc.model.document import Document, Path
+
+try:  # PyYAML built without libyaml has no C parser: the reference parser does all the work then
+    from yaml import YAMLError
+    from yaml._yaml import CParser
+except ImportError:  # pragma: no cover - depends on how PyYAML was built
+    CParser = None
+
+_PLAIN, _QUOTED = "flowc:plain", "flowc:quoted"
+_MAP, _SEQ = "flowc:map", "flowc:seq"
+_STR = "tag:yaml.org,2002:str"
+_INT = re.compile(r"-?(?:0|[1-9][0-9]{0,30})\Z")  # longer: the reference parser checks the digit cap
+_FLOAT = re.compile(r"-?(?:0|[1-9][0-9]{0,30})\.[0-9]{1,30}\Z")
+_NULLS = frozenset(("", "~", "null", "Null", "NULL"))
+_BOOLS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_DIRECTIVE = re.compile(r"^%", re.MULTILINE)
+_MISSING = object()
+_PENDING = Span("", 1, 1)  # replaced once the value is built
+
+
+class _Defer(Exception):
+    """The document needs the reference parser."""
+
+
+if CParser is not None:
+
+    class _Composer(CParser):
+        """libyaml's composer with a resolver that only says how a node was written.
+
+        An explicit tag reaches the node unchanged; every implicit one is replaced by one of this module's
+        markers, so a node whose tag is not a marker had a tag in the text.
+        """
+
+        def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
+            """Mark a node plain, quoted, a mapping or a sequence (the converter types the scalars)."""
+            if kind.__name__ == "ScalarNode":
+                return _PLAIN if implicit[0] else _QUOTED
+            return _MAP if kind.__name__ == "MappingNode" else _SEQ
+
+        def descend_resolver(self, parent: Any, index: Any) -> None:
+            """Path-dependent resolution is not used."""
+
+        def ascend_resolver(self) -> None:
+            """Path-dependent resolution is not used."""
+
+
+class _Scalars:
+    """Plain scalar text → value, as ruamel.yaml's YAML 1.2 resolver and round-trip constructor give it."""
+
+    def __init__(self) -> None:
+        self.resolver = VersionedResolver()
+        self.known: dict[str, Any] = {}
+
+    def value(self, text: str) -> tuple[Any, bool]:
+        """Return the value of a plain scalar and whether it stays a string (then its path is "plain").
+
+        Raises:
+            _Defer: The scalar is of a kind only the reference parser builds.
+        """
+        found = self.known.get(text, _MISSING)
+        if found is _MISSING:
+            found = self.known[text] = self._type(text)
+        if found is _Defer:
+            raise _Defer
+        return found
+
+    def _type(self, text: str) -> Any:
+        tag = self.resolver.resolve(_ReferenceScalar, text, (True, False))
+        if tag == _STR:
+            return text, True
+        if text in _NULLS:
+            return None, False
+        if text in _BOOLS:
+            return _BOOLS[text], False
+        if _INT.match(text):
+            return int(text), False
+        if _FLOAT.match(text):
+            return float(text), False
+        return _Defer
+
+
+def parse_fast(text: str, path: str) -> Document | None:
+    r"""Parse an ordinary document with libyaml, or return ``None`` when the reference parser must.
+
+    Args:
+        text: The file's contents (already known to be within the size cap).
+        path: The file name for spans.
+
+    Returns:
+        The document exactly as the reference parser would build it, or ``None``.
+
+    Example:
+        >>> doc = parse_fast("name: x\nnum_instances: 2\n", "t.yaml")
+        >>> doc.data, doc.span(("num_instances",)).line
+        ({'name': 'x', 'num_instances': 2}, 2)
+        >>> parse_fast("when: 2024-01-01\n", "t.yaml") is None  # a date: the reference parser types it
+        True
+    """
+    if CParser is None or Reader.NON_PRINTABLE.search(text) or _DIRECTIVE.search(text):
+        return None
+    try:
+        root = _Composer(text).get_single_node()
+    except YAMLError:
+        return None
+    except RecursionError:
+        return None
+    if root is None:
+        return None
+    try:
+        return _Converter(path).document(root)
+    except (_Defer, RecursionError):
+        return None
+
+
+class _Converter:
+    """libyaml's nodes → plain data, value and key spans, and the paths of plain strings."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.values: dict[Path, Span] = {}
+        self.keys: dict[Path, Span] = {}
+        self.plain: set[Path] = set()
+        self.seen: set[int] = set()
+        self.scalars = _Scalars()
+
+    def document(self, root: Any) -> Document:
+        self.values[()] = Span.from_mark(self.path, root.start_mark.line, root.start_mark.column)
+        data = self.convert(root, ())
+        return Document(self.path, data, self.values, self.keys, frozenset(self.plain))
+
+    def convert(self, node: Any, path: Path) -> Any:
+        if id(node) in self.seen:
+            raise _Defer  # an alias: the reference parser refuses it
+        self.seen.add(id(node))
+        tag = node.tag
+        if tag is _MAP:
+            return self.mapping(node, path)
+        if tag is _SEQ:
+            items = []
+            for index, item in enumerate(node.value):
+                child = (*path, index)
+                self.values[child] = _PENDING  # keeps the reference parser's order of spans
+                value = self.convert(item, child)
+                self.values[child] = self.span(item, value)
+                items.append(value)
+            return items
+        return self.scalar(node, path)
+
+    def mapping(self, node: Any, path: Path) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            name = self.key(key_node)
+            if name in out:
+                raise _Defer  # a duplicate key: the reference parser reports it
+            child = (*path, name)
+            mark = key_node.start_mark
+            self.keys[child] = Span.from_mark(self.path, mark.line, mark.column, len(name))
+            self.values[child] = _PENDING
+            value = self.convert(value_node, child)
+            self.values[child] = self.span(value_node, value)
+            out[name] = value
+        return out
+
+    def key(self, node: Any) -> str:
+        if node.tag is _QUOTED and node.style in ("'", '"'):
+            return self.text(node.value)
+        if node.tag is not _PLAIN or node.value == "<<":
+            raise _Defer  # a tag, a collection, a block scalar or a merge key as a key
+        value, is_text = self.scalars.value(node.value)
+        if is_text:
+            return self.text(value)
+        if type(value) is int:
+            return str(value)
+        raise _Defer  # null, boolean or number keys: the reference parser reports them
+
+    def scalar(self, node: Any, path: Path) -> Any:
+        if node.tag is _QUOTED:
+            if node.style not in ("'", '"'):
+                self.plain.add(path)  # a block scalar is not quoted
+            return self.text(node.value)
+        if node.tag is not _PLAIN:
+            raise _Defer  # an explicit tag
+        value, is_text = self.scalars.value(node.value)
+        if is_text:
+            self.plain.add(path)
+            return self.text(value)
+        return value
+
+    def span(self, node: Any, value: Any) -> Span:
+        mark = node.start_mark
+        if value is None or type(value) is dict or type(value) is list:
+            width = 1
+        elif type(value) is str:
+            width = len(value) + (2 if node.style in ("'", '"') else 0)
+        else:
+            width = len(str(value))
+        return Span.from_mark(self.path, mark.line, mark.column, width)
+
+    @staticmethod
+    def text(value: str) -> str:
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise _Defer from None  # a surrogate: the reference parser pairs or reports it
+        return value
