@@ -8,8 +8,10 @@ an ungated stage before it) reported an error: errors of one phase are collected
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -120,14 +122,35 @@ def compile_source(text: str, path: str, *, environ: Mapping[str, str] | None = 
     value: Any = text
     values: dict[Kind, Any] = {}
     try:
-        for stage in stages_until(until):
-            value = load(stage.run)(value, ctx)
-            values[stage.produces] = value
-            if stage.gate:
-                ctx.stop_if_errors()
+        with collector_paused():
+            for stage in stages_until(until):
+                value = load(stage.run)(value, ctx)
+                values[stage.produces] = value
+                if stage.gate:
+                    ctx.stop_if_errors()
     except CompileError as exc:
         return Result(exc.diagnostics)
     return Result(sorted(ctx.diagnostics, key=lambda d: d.sort_key), values)
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for a compilation, and restore it after.
+
+    The stages build hundreds of thousands of objects that reference counting frees; the cyclic collector would
+    scan the growing young heap again and again for cycles that are not there, which made large builds grow
+    faster than linearly (a third of a 1,000-node build's parse time).
+
+    Yields:
+        Nothing; the collector runs again (if it ran before) when the block ends.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def compile_file(path: str | Path, *, environ: Mapping[str, str] | None = None, until: Kind = "plan",

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from flowc.emit.artifact import Artifact
+from flowc.model.json_text import pretty
 
 MANIFEST = "flowc/manifest.json"
 MANIFEST_FORMAT = "flowc.manifest/v1"
@@ -61,8 +62,11 @@ def with_manifest(artifacts: list[Artifact]) -> list[Artifact]:
         The files plus the manifest, sorted by path.
     """
     files = {a.path: hashlib.sha256(a.content).hexdigest() for a in artifacts}
-    body = json.dumps({"format": MANIFEST_FORMAT, "files": files}, sort_keys=True, indent=2) + "\n"
-    return sorted([*artifacts, Artifact(MANIFEST, body.encode())])
+    manifest = {"format": MANIFEST_FORMAT, "files": files}
+    # json.dumps escapes non-ASCII here (ensure_ascii); pretty() writes the same bytes for ASCII paths, faster
+    ascii_only = all(path.isascii() for path in files)
+    body = pretty(manifest) if ascii_only else json.dumps(manifest, sort_keys=True, indent=2) + "\n"
+    return sorted([*artifacts, Artifact(MANIFEST, body.encode())], key=lambda artifact: artifact.path)
 
 
 def _owned(directory: Path) -> bool:
@@ -112,11 +116,7 @@ def write_output(artifacts: list[Artifact], directory: Path) -> None:
         staging = directory.parent / f".{directory.name}.{os.getpid()}.{secrets.token_hex(4)}.flowc-new"
         try:
             os.mkdir(staging, 0o700)
-            for artifact in with_manifest(artifacts):
-                target = staging.joinpath(*artifact.path.split("/"))
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(artifact.content)
-                os.chmod(target, 0o755 if artifact.executable else 0o644)
+            _write_files(with_manifest(artifacts), str(staging))
             os.chmod(staging, 0o755)
             _swap(staging, directory)
         except OSError as exc:
@@ -125,6 +125,24 @@ def write_output(artifacts: list[Artifact], directory: Path) -> None:
                               "check free space and permissions; the previous output is unchanged") from exc
     finally:
         _unlock(lock, directory)
+
+
+def _write_files(artifacts: list[Artifact], root: str) -> None:
+    """Create each artifact under ``root`` (new files, their folders made once each), with its exact mode."""
+    made: set[str] = set()
+    for artifact in artifacts:
+        folder, _, name = artifact.path.rpartition("/")
+        if folder and folder not in made:
+            os.makedirs(os.path.join(root, folder), exist_ok=True)
+            made.add(folder)
+        fd = os.open(os.path.join(root, artifact.path), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(artifact.content)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fchmod(fd, 0o755 if artifact.executable else 0o644)  # exact, whatever the umask
+        finally:
+            os.close(fd)
 
 
 def exchange_supported() -> bool:

@@ -2,15 +2,15 @@
 
 ``json.dumps(..., indent=2)`` runs the standard library's pure-Python encoder (its C encoder does not indent),
 which was most of a large build's time. orjson writes the same bytes for flowc's data (sorted keys, two-space
-indent, UTF-8 text, the same escapes) except for floats in exponent notation (``1e+16`` against ``1e16``) and
-integers beyond 64 bits; data with either, and any machine without orjson, gets the standard library's encoder.
-A property test holds the two to the same bytes.
+indent, UTF-8 text, the same escapes) except for floats in exponent notation (``1e+16`` against ``1e16``),
+integers beyond 64 bits and non-finite floats; :func:`pretty` checks each text against the standard library's
+compact form and falls back to it on any difference, as on a machine without orjson. A property test holds the
+two to the same bytes.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 try:
@@ -18,11 +18,14 @@ try:
 except ImportError:  # pragma: no cover - orjson is a dependency; the fallback keeps a source install working
     orjson = None
 
-_INT64 = 1 << 63
+_PRETTY = 0 if orjson is None else orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
 
 
 def pretty(data: Any) -> str:
     r"""Return ``data`` as sorted, two-space indented JSON with a trailing newline.
+
+    The standard library's C encoder writes the compact form first (it raises what ``json.dumps`` raises); when
+    orjson's compact form is the same bytes, its indented form is ``json.dumps``'s too, and it is the one written.
 
     Args:
         data: JSON-compatible plain data (dicts with string keys, lists, strings, numbers, booleans, None).
@@ -43,9 +46,14 @@ def pretty(data: Any) -> str:
           ]
         }
     """
-    if orjson is not None and _plain(data):
-        return orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
-                            ).decode("utf-8")
+    exact = compact(data)
+    if orjson is not None:
+        try:
+            same = orjson.dumps(data, option=orjson.OPT_SORT_KEYS) == exact.encode("utf-8")
+        except (orjson.JSONEncodeError, UnicodeEncodeError):
+            same = False
+        if same:
+            return orjson.dumps(data, option=_PRETTY).decode("utf-8")
     return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
@@ -56,7 +64,8 @@ def compact(data: Any) -> str:
         data: JSON-compatible plain data.
 
     Returns:
-        The text ``json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)``.
+        The text ``json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)``
+        (the standard library's C encoder writes it).
 
     Raises:
         ValueError: A float is not finite.
@@ -65,20 +74,4 @@ def compact(data: Any) -> str:
         >>> compact({"b": [1, 2.5], "a": None})
         '{"a":null,"b":[1,2.5]}'
     """
-    if orjson is not None and _plain(data):
-        return orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode("utf-8")
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def _plain(value: Any) -> bool:
-    """Whether orjson writes ``value`` as the standard library does: no exponent float, no huge int, str keys."""
-    kind = type(value)
-    if kind is dict:
-        return all(type(key) is str and _plain(item) for key, item in value.items())
-    if kind is list or kind is tuple:
-        return all(_plain(item) for item in value)
-    if kind is float:
-        return math.isfinite(value) and "e" not in repr(value)
-    if kind is int:
-        return -_INT64 <= value < _INT64
-    return kind is str or kind is bool or value is None

@@ -17,12 +17,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ruamel.yaml.nodes import ScalarNode as _ReferenceScalar
 from ruamel.yaml.reader import Reader
 from ruamel.yaml.resolver import VersionedResolver
 
-from flowc.diagnostics import Span
-from flowc.model.document import Document, Path
+from flowc.model.document import Document, Marks, Path
 
 try:  # PyYAML built without libyaml has no C parser: the reference parser does all the work then
     from yaml import YAMLError
@@ -32,14 +30,13 @@ except ImportError:  # pragma: no cover - depends on how PyYAML was built
 
 _PLAIN, _QUOTED = "flowc:plain", "flowc:quoted"
 _MAP, _SEQ = "flowc:map", "flowc:seq"
-_STR = "tag:yaml.org,2002:str"
 _INT = re.compile(r"-?(?:0|[1-9][0-9]{0,30})\Z")  # longer: the reference parser checks the digit cap
 _FLOAT = re.compile(r"-?(?:0|[1-9][0-9]{0,30})\.[0-9]{1,30}\Z")
 _NULLS = frozenset(("", "~", "null", "Null", "NULL"))
 _BOOLS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
 _DIRECTIVE = re.compile(r"^%", re.MULTILINE)
 _MISSING = object()
-_PENDING = Span("", 1, 1)  # replaced once the value is built
+_PENDING = (0, 0, 0)  # replaced once the value is built
 
 
 class _Defer(Exception):
@@ -72,7 +69,7 @@ class _Scalars:
     """Plain scalar text → value, as ruamel.yaml's YAML 1.2 resolver and round-trip constructor give it."""
 
     def __init__(self) -> None:
-        self.resolver = VersionedResolver()
+        self.implicit = VersionedResolver().versioned_resolver  # YAML 1.2's, by first character
         self.known: dict[str, Any] = {}
 
     def value(self, text: str) -> tuple[Any, bool]:
@@ -89,9 +86,8 @@ class _Scalars:
         return found
 
     def _type(self, text: str) -> Any:
-        tag = self.resolver.resolve(_ReferenceScalar, text, (True, False))
-        if tag == _STR:
-            return text, True
+        if not any(regexp.match(text) for _, regexp in self.implicit.get(text[:1], ())):
+            return text, True  # what ruamel.yaml's resolve() gives a plain scalar no implicit resolver matches
         if text in _NULLS:
             return None, False
         if text in _BOOLS:
@@ -141,16 +137,17 @@ class _Converter:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.values: dict[Path, Span] = {}
-        self.keys: dict[Path, Span] = {}
+        self.values: dict[Path, tuple[int, int, int]] = {}
+        self.keys: dict[Path, tuple[int, int, int]] = {}
         self.plain: set[Path] = set()
         self.seen: set[int] = set()
         self.scalars = _Scalars()
 
     def document(self, root: Any) -> Document:
-        self.values[()] = Span.from_mark(self.path, root.start_mark.line, root.start_mark.column)
+        self.values[()] = (root.start_mark.line, root.start_mark.column, 0)
         data = self.convert(root, ())
-        return Document(self.path, data, self.values, self.keys, frozenset(self.plain))
+        return Document(self.path, data, Marks(self.path, self.values), Marks(self.path, self.keys),
+                        frozenset(self.plain))
 
     def convert(self, node: Any, path: Path) -> Any:
         if id(node) in self.seen:
@@ -178,7 +175,7 @@ class _Converter:
                 raise _Defer  # a duplicate key: the reference parser reports it
             child = (*path, name)
             mark = key_node.start_mark
-            self.keys[child] = Span.from_mark(self.path, mark.line, mark.column, len(name))
+            self.keys[child] = (mark.line, mark.column, len(name))
             self.values[child] = _PENDING
             value = self.convert(value_node, child)
             self.values[child] = self.span(value_node, value)
@@ -210,7 +207,7 @@ class _Converter:
             return self.text(value)
         return value
 
-    def span(self, node: Any, value: Any) -> Span:
+    def span(self, node: Any, value: Any) -> tuple[int, int, int]:
         mark = node.start_mark
         if value is None or type(value) is dict or type(value) is list:
             width = 1
@@ -218,7 +215,7 @@ class _Converter:
             width = len(value) + (2 if node.style in ("'", '"') else 0)
         else:
             width = len(str(value))
-        return Span.from_mark(self.path, mark.line, mark.column, width)
+        return mark.line, mark.column, width
 
     @staticmethod
     def text(value: str) -> str:
