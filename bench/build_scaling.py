@@ -1,22 +1,31 @@
-"""Benchmark: how ``flowc build`` scales with the number of actors.
+"""Benchmark: how fast ``flowc build`` is, and how it scales with the number of actors.
 
 For each size the script generates a valid topology, writes it as YAML into a temporary directory,
-and times the build two ways: in-process (:func:`flowc.pipeline.compile_file` followed by
-:func:`flowc.emit.registry.emit_targets`, the median of ``--runs`` runs after one untimed warm-up) and end to end
-(one ``flowc build FILE -o OUT`` subprocess, start-up and writing included). For each size it prints
-the seconds, the microseconds per actor, and the ratio of the time per actor to that of the smallest
-size: a ratio near 1.0 means the compiler scales linearly.
+and times the build two ways: in-process (:func:`flowc.pipeline.compile_file` up to the emitted artifacts, the
+median of ``--runs`` runs after one untimed warm-up, in a fresh interpreter) and end to end (one
+``flowc build FILE -o OUT`` subprocess, start-up and writing included). For each size it prints the seconds,
+the microseconds per actor, and the ratio of the time per actor to that of the smallest size: a ratio near 1.0
+means the compiler scales linearly.
+
+``--baseline REV`` checks that git revision of this repository out into a temporary worktree and times it the
+same way in the same run, on the same files, and prints the speed-up of this checkout over it (the before/after
+table of a change). Both sides run from their source folders (``PYTHONPATH``), with the same interpreter.
 
 The generated topologies look like a real data path. Every node has two NUMA domains of 32 CPUs
-(``numa_topology: {0: "0-31", 1: "32-63"}``) and hosts up to 64 actors, each pinned to a CPU of its
-own. Actors form chains ``producer -> transformer -> consumer`` over SPSC channels that are declared
-on every node that uses them. A chain stays inside one NUMA domain, except at the end of a node,
-where the last chain continues on the next node; its channel is then carried by an ``inter_node``
-route over TCP. The documents compile without errors or warnings (the script checks this).
+(``numa_topology: {0: "0-31", 1: "32-63"}``) and hosts up to ``--per-node`` actors (64 by default), each
+pinned to a CPU of its own. Actors form chains ``producer -> transformer -> consumer`` over SPSC channels that
+are declared on every node that uses them. A chain stays inside one NUMA domain, except at the end of a node,
+where the last chain continues on the next node; its channel is then carried by an ``inter_node`` route over
+TCP. The documents compile without errors; their only warning is FLC504, once per node (the script checks this).
 
 Usage::
 
-    python bench/build_scaling.py [--sizes 100,1000,10000] [--runs N] [--by-pass] [--profile]
+    python bench/build_scaling.py [--sizes 100,1000,10000] [--per-node N] [--runs N] [--baseline REV]
+                                  [--by-pass] [--profile]
+
+For example, 1,000 nodes of 10 actors against the revision before the speed work::
+
+    python bench/build_scaling.py --sizes 1000,10000 --per-node 10 --baseline f2129cd
 """
 
 from __future__ import annotations
@@ -24,12 +33,10 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import os
 import pstats
-import shutil
-import statistics
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from collections.abc import Sequence
@@ -145,19 +152,6 @@ def generate(actors: int, per_node: int = DOMAINS * CPUS_PER_DOMAIN) -> str:
     return "\n".join(lines) + "\n"
 
 
-def find_flowc() -> list[str]:
-    """Return the command that runs ``flowc``: this interpreter's script, one on ``PATH``, or ``-m``.
-
-    Returns:
-        The command prefix.
-    """
-    for path in (sysconfig.get_path("scripts"), None):
-        found = shutil.which("flowc", path=path)
-        if found:
-            return [found]
-    return [sys.executable, "-m", "flowc"]
-
-
 def build_in_process(path: Path) -> tuple[float, int]:
     """Compile one file and emit its artifacts, as ``flowc build`` does before writing.
 
@@ -189,29 +183,6 @@ def _describe(path: Path, diagnostics: list) -> str:
 
     shown = RENDERERS["text"](diagnostics[:10])
     return f"{path}: the generated topology has {len(diagnostics)} diagnostic(s); the first:\n{shown}"
-
-
-def build_subprocess(flowc: list[str], path: Path, out: Path) -> float:
-    """Run ``flowc build FILE -o OUT`` once and return its wall time.
-
-    Args:
-        flowc: The command prefix that runs flowc.
-        path: The topology file.
-        out: The output directory (must not exist yet).
-
-    Returns:
-        Seconds from start to exit.
-
-    Raises:
-        RuntimeError: When flowc exits non-zero.
-    """
-    start = time.perf_counter()
-    proc = subprocess.run([*flowc, "build", str(path), "-o", str(out)], capture_output=True, text=True,
-                          check=False)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"flowc build {path} exited {proc.returncode}:\n{proc.stderr}")
-    return elapsed
 
 
 def time_passes(path: Path) -> dict[str, float]:
@@ -257,6 +228,84 @@ def profile(path: Path, top: int) -> str:
     return stream.getvalue()
 
 
+_TIMER = """
+import statistics, sys, time
+from pathlib import Path
+from flowc.pipeline import compile_file
+path, runs = Path(sys.argv[1]), int(sys.argv[2])
+def once():
+    start = time.perf_counter()
+    result = compile_file(path, until="artifacts")
+    elapsed = time.perf_counter() - start
+    if result.artifacts is None or any(d.code != "FLC504" for d in result.diagnostics):
+        sys.exit(f"{path}: does not build cleanly: {[d.code for d in result.diagnostics][:5]}")
+    return elapsed
+once()
+print(statistics.median(once() for _ in range(runs)))
+"""
+
+
+@dataclass
+class Side:
+    """One side of the comparison: a source folder of flowc and its label."""
+
+    label: str
+    compiler: Path
+    results: dict[int, tuple[float, float | None]] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        """The environment that makes ``import flowc`` load this side."""
+        return {**os.environ, "PYTHONPATH": str(self.compiler)}
+
+    def in_process(self, path: Path, runs: int) -> float:
+        """Median seconds of ``runs`` in-process builds of ``path`` in a fresh interpreter.
+
+        Raises:
+            RuntimeError: When the document does not build cleanly.
+        """
+        proc = subprocess.run([sys.executable, "-c", _TIMER, str(path), str(runs)], capture_output=True, text=True,
+                              env=self.env(), check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{self.label}: {proc.stderr.strip() or proc.stdout.strip()}")
+        return float(proc.stdout.split()[-1])
+
+    def end_to_end(self, path: Path, out: Path) -> float:
+        """Seconds of one ``python -m flowc build FILE -o OUT``.
+
+        Raises:
+            RuntimeError: When the build exits non-zero.
+        """
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "flowc", "build", str(path), "-o", str(out)],
+                              capture_output=True, text=True, env=self.env(), check=False)
+        elapsed = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise RuntimeError(f"{self.label}: flowc build {path} exited {proc.returncode}:\n{proc.stderr[-2000:]}")
+        return elapsed
+
+
+def checkout(revision: str, where: Path) -> Path:
+    """Check ``revision`` out into a detached worktree under ``where`` and return its source folder.
+
+    Raises:
+        RuntimeError: When git cannot.
+    """
+    repo = Path(__file__).resolve().parent.parent
+    tree = where / f"baseline-{revision}"
+    proc = subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(tree), revision],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"git worktree add {revision}: {proc.stderr.strip()}")
+    return tree / "compiler"
+
+
+def remove_checkout(compiler: Path) -> None:
+    """Remove the worktree that :func:`checkout` made."""
+    repo = Path(__file__).resolve().parent.parent
+    subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(compiler.parent)],
+                   capture_output=True, check=False)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse the command line.
 
@@ -269,11 +318,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100,1000,10000",
                         help="comma-separated actor counts (default: 100,1000,10000)")
+    parser.add_argument("--per-node", type=int, default=DOMAINS * CPUS_PER_DOMAIN,
+                        help="actors per node, 3 to 64 (default: 64)")
     parser.add_argument("--runs", type=int, default=3,
                         help="in-process runs per size, median taken (default: 3)")
+    parser.add_argument("--baseline", metavar="REV", help="also time this git revision, in the same run")
     parser.add_argument("--no-subprocess", action="store_true", help="skip the end-to-end 'flowc build' runs")
     parser.add_argument("--by-pass", action="store_true",
-                        help="also print microseconds per actor of each pass, for every size")
+                        help="also print microseconds per actor of each pass of this checkout, for every size")
     parser.add_argument("--profile", action="store_true",
                         help="also print a cProfile report (cumulative) of one build of the largest size")
     parser.add_argument("--keep", type=Path, help="write the generated files here and keep them")
@@ -284,7 +336,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--sizes must be comma-separated integers, not {args.sizes!r}")
     if not args.sizes or args.sizes[0] < 2 or args.runs < 1:
         parser.error("every size must be at least 2, and --runs at least 1")
+    if not 3 <= args.per_node <= DOMAINS * CPUS_PER_DOMAIN:
+        parser.error(f"--per-node must be between 3 and {DOMAINS * CPUS_PER_DOMAIN}")
     return args
+
+
+def _cpu_layout() -> str:
+    cpus = os.cpu_count() or 0
+    model = "unknown cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpus} cpus ({model}), python {sys.version.split()[0]}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -294,53 +361,78 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: The arguments (``sys.argv[1:]`` when ``None``).
 
     Returns:
-        The exit code: 0, or 1 when a generated topology does not build cleanly.
+        The exit code: 0, or 1 when a generated topology does not build cleanly or the baseline cannot be had.
     """
     args = parse_args(argv)
-    flowc = find_flowc()
+    here = Side("this checkout", Path(__file__).resolve().parent.parent / "compiler")
     with tempfile.TemporaryDirectory(prefix="flowc-scale-") as tmp:
         where = args.keep or Path(tmp)
         where.mkdir(parents=True, exist_ok=True)
-        files = {}
-        for size in args.sizes:
-            files[size] = where / f"topology-{size}.yaml"
-            files[size].write_text(generate(size), encoding="utf-8")
-        how = "skipped" if args.no_subprocess else f"1 run of {' '.join(flowc)} build FILE -o OUT"
-        print(f"files in {where}; in-process: median of {args.runs} after 1 warm-up; subprocess: {how}")
-        header = f"{'actors':>8} {'KiB':>7} {'in-process s':>13} {'us/actor':>9} {'ratio':>6}"
+        sides = [here]
+        try:
+            if args.baseline:
+                sides.insert(0, Side(f"baseline {args.baseline}", checkout(args.baseline, Path(tmp))))
+            code = _report(args, sides, where, Path(tmp))
+        except RuntimeError as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            code = 1
+        finally:
+            if args.baseline and len(sides) == 2:
+                remove_checkout(sides[0].compiler)
+    return code
+
+
+def _report(args: argparse.Namespace, sides: list[Side], where: Path, tmp: Path) -> int:
+    files = {}
+    for size in args.sizes:
+        files[size] = where / f"topology-{size}-{args.per_node}.yaml"
+        files[size].write_text(generate(size, args.per_node), encoding="utf-8")
+    how = "skipped" if args.no_subprocess else "1 run of python -m flowc build FILE -o OUT"
+    print(f"{_cpu_layout()}; files in {where}")
+    print(f"in-process: median of {args.runs} after 1 warm-up, fresh interpreter per size; end to end: {how}")
+    print(f"{args.per_node} actors per node")
+    for side in sides:
+        print(f"\n{side.label} ({side.compiler})")
+        header = f"{'actors':>8} {'nodes':>6} {'KiB':>7} {'in-process s':>13} {'us/actor':>9} {'ratio':>6}"
         if not args.no_subprocess:
-            header += f" {'subprocess s':>13} {'us/actor':>9} {'ratio':>6}"
+            header += f" {'end-to-end s':>13} {'us/actor':>9} {'ratio':>6}"
         print(header)
         base: tuple[float, float] | None = None
         for size in args.sizes:
             path = files[size]
-            try:
-                build_in_process(path)  # warm-up: imports, schema validator, caches
-                seconds = statistics.median(build_in_process(path)[0] for _ in range(args.runs))
-                out = Path(tmp) / f"out-{size}"
-                wall = None if args.no_subprocess else build_subprocess(flowc, path, out)
-            except RuntimeError as exc:
-                print(f"bench: {exc}", file=sys.stderr)
-                return 1
+            seconds = side.in_process(path, args.runs)
+            wall = None if args.no_subprocess else side.end_to_end(path, tmp / f"out-{len(side.label)}-{size}")
+            side.results[size] = (seconds, wall)
             per = seconds / size * 1e6
             per_wall = None if wall is None else wall / size * 1e6
             if base is None:
                 base = (per, per_wall or 0.0)
-            kib = path.stat().st_size / 1024
-            row = f"{size:>8} {kib:>7.0f} {seconds:>13.3f} {per:>9.1f} {per / base[0]:>6.2f}"
-            if per_wall is not None:
+            nodes = path.read_text(encoding="utf-8").count("hostname:")
+            row = (f"{size:>8} {nodes:>6} {path.stat().st_size / 1024:>7.0f} {seconds:>13.3f} {per:>9.1f} "
+                   f"{per / base[0]:>6.2f}")
+            if per_wall is not None and wall is not None:
                 row += f" {wall:>13.3f} {per_wall:>9.1f} {per_wall / base[1]:>6.2f}"
             print(row, flush=True)
-        if args.by_pass:
-            print("\nmicroseconds per actor of each pass (one build per size, after the warm-up):")
-            table = {size: time_passes(files[size]) for size in args.sizes}
-            names = list(table[args.sizes[0]])
-            print(f"{'actors':>8} " + " ".join(f"{name[:12]:>12}" for name in names))
-            for size, seconds in table.items():
-                print(f"{size:>8} " + " ".join(f"{seconds[name] / size * 1e6:>12.1f}" for name in names))
-        if args.profile:
-            print(f"\ncProfile of one in-process build of {args.sizes[-1]} actors (cumulative time):")
-            print(profile(files[args.sizes[-1]], 30))
+    if len(sides) == 2:
+        before, after = sides
+        print(f"\nspeed-up of {after.label} over {before.label} (same run, same files)")
+        print(f"{'actors':>8} {'in-process':>11}" + ("" if args.no_subprocess else f" {'end-to-end':>11}"))
+        for size in args.sizes:
+            (b_in, b_wall), (a_in, a_wall) = before.results[size], after.results[size]
+            row = f"{size:>8} {b_in / a_in:>10.1f}x"
+            if b_wall is not None and a_wall is not None:
+                row += f" {b_wall / a_wall:>10.1f}x"
+            print(row)
+    if args.by_pass:
+        print("\nmicroseconds per actor of each pass of this checkout (one build per size, after a warm-up):")
+        table = {size: time_passes(files[size]) for size in args.sizes}
+        names = list(table[args.sizes[0]])
+        print(f"{'actors':>8} " + " ".join(f"{name[:12]:>12}" for name in names))
+        for size, seconds in table.items():
+            print(f"{size:>8} " + " ".join(f"{seconds[name] / size * 1e6:>12.1f}" for name in names))
+    if args.profile:
+        print(f"\ncProfile of one in-process build of {args.sizes[-1]} actors (cumulative time):")
+        print(profile(files[args.sizes[-1]], 30))
     return 0
 
 

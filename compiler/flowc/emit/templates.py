@@ -36,7 +36,7 @@ def environment(folder: str, filters: dict[str, Callable[..., str]]) -> Any:
         env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(resource_dir("templates") / folder)),
             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-            autoescape=False)
+            autoescape=False, auto_reload=False)  # shipped templates do not change: no stat() per render
         env.filters.update(filters)
         made[folder] = env
     return made[folder]

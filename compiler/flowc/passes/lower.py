@@ -11,6 +11,7 @@ schema cannot judge, such as reversed ranges), FLC312 (buffer sizes outside what
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from flowc import data as shipped
@@ -73,15 +74,9 @@ class _Lowerer:
         self.doc = doc
         self.ctx = ctx
 
-    def spans(self, path: Path, value: dict[str, Any]) -> dict[str, Span]:
-        """Spans of every field of the mapping at ``path``, list items included."""
-        out: dict[str, Span] = {}
-        for key, item in value.items():
-            out[key] = self.doc.span((*path, key))
-            if isinstance(item, list):
-                for index in range(len(item)):
-                    out[f"{key}[{index}]"] = self.doc.span((*path, key, index))
-        return out
+    def spans(self, path: Path, value: dict[str, Any]) -> Mapping[str, Span]:
+        """Spans of every field of the mapping at ``path``, list items included (``"cpu[0]"``)."""
+        return _FieldSpans(self.doc, path, value)
 
     def spec(self) -> ir.Spec:
         data = self.doc.data
@@ -288,3 +283,38 @@ def _env(value: dict[str, Any] | None) -> tuple[tuple[str, str], ...]:
         return str(item)
 
     return tuple(sorted((key, text(item)) for key, item in (value or {}).items()))
+
+
+class _FieldSpans(Mapping[str, Span]):
+    """The spans of one mapping's fields, found in the document when a diagnostic asks for one.
+
+    Keys are the mapping's keys, and ``key[index]`` for each item of a list value.
+    """
+
+    __slots__ = ("_doc", "_path", "_value")
+
+    def __init__(self, doc: Document, path: Path, value: dict[str, Any]) -> None:
+        self._doc = doc
+        self._path = path
+        self._value = value
+
+    def __getitem__(self, name: str) -> Span:
+        key, bracket, rest = name.partition("[")
+        if key not in self._value:
+            raise KeyError(name)
+        if not bracket:
+            return self._doc.span((*self._path, key))
+        item = self._value[key]
+        index = int(rest[:-1]) if rest[:-1].isdigit() and rest.endswith("]") else -1
+        if not isinstance(item, list) or not 0 <= index < len(item) or name != f"{key}[{index}]":
+            raise KeyError(name)
+        return self._doc.span((*self._path, key, index))
+
+    def __iter__(self) -> Iterator[str]:
+        for key, item in self._value.items():
+            yield key
+            if isinstance(item, list):
+                yield from (f"{key}[{index}]" for index in range(len(item)))
+
+    def __len__(self) -> int:
+        return sum(1 + (len(item) if isinstance(item, list) else 0) for item in self._value.values())
