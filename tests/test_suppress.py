@@ -1,4 +1,7 @@
-"""``flowc check`` as a CI gate: folders, ``--ignore``, inline ``# flowc: ignore[CODE]`` and unused suppressions."""
+"""``flowc check`` as a CI gate: folders, ``--ignore``, a document's list, inline comments, unused suppressions.
+
+A document's list is its top-level ``flowc: {ignore: [CODE]}``; an inline comment is ``# flowc: ignore[CODE]``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,9 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from flowc.cli import main
+from flowc.data import schema
+from flowc.diagnostics.codes import CODES
+from flowc.pipeline import compile_source
 
 DOC = """actors:
   feed: {type: producer, outputs: [ticks, extra], run: "flowc.actors:synthetic_producer"}LINE2
@@ -91,3 +97,65 @@ def test_a_comment_on_another_line_suppresses_nothing(tmp_path: Path) -> None:
     doc = write(tmp_path / "a.yaml")
     doc.write_text(doc.read_text().replace("nodes:", "nodes:  # flowc: ignore[FLC302]"))
     assert codes(check(str(doc))[1]) == ["FLC302"]
+
+
+def listing(path: Path, *ignored: str, comment: str = "") -> Path:
+    """Write the document with ``flowc: {ignore: [IGNORED]}`` on its first two lines (its FLC302 moves to line 4)."""
+    write(path, comment)
+    path.write_text(f"flowc:\n  ignore: [{', '.join(ignored)}]\n" + path.read_text())
+    return path
+
+
+def test_a_document_list_drops_its_codes_in_that_document_only(tmp_path: Path) -> None:
+    listing(tmp_path / "a.yaml", "FLC302")
+    write(tmp_path / "b.yaml")
+    exit_code, found, _ = check(str(tmp_path), "--strict")
+    assert exit_code == 1
+    assert [(Path(d["span"]["path"]).name, d["code"]) for d in found] == [("b.yaml", "FLC302")]
+    assert check(str(tmp_path / "a.yaml"), "--strict")[:2] == (0, [])
+
+
+def test_an_unknown_code_in_the_list_is_an_error_at_its_entry(tmp_path: Path) -> None:
+    doc = listing(tmp_path / "a.yaml", "FLC302", "flc504", "FLC999")
+    exit_code, found, _ = check(str(doc))
+    assert exit_code == 1
+    assert [(d["code"], d["span"]["line"], d["span"]["col"], d["help"]) for d in found] == [
+        ("FLC203", 2, 20, "did you mean 'FLC504'?"), ("FLC203", 2, 28, "did you mean 'FLC339'?")]
+
+
+def test_an_unused_list_entry_is_reported_under_strict_at_the_entry(tmp_path: Path) -> None:
+    doc = listing(tmp_path / "a.yaml", "FLC302", "FLC401")
+    assert check(str(doc))[:2] == (0, [])
+    exit_code, found, _ = check(str(doc), "--strict")
+    assert exit_code == 1
+    assert [(d["code"], d["message"], d["span"]["line"], d["span"]["col"]) for d in found] == [
+        ("FLC001", "unused suppression of FLC401", 2, 20)]
+    assert "flowc: ignore" in found[0]["help"]
+
+
+def test_the_list_applies_when_an_error_ends_the_check(tmp_path: Path) -> None:
+    doc = listing(tmp_path / "a.yaml", "FLC302", "FLC401")
+    doc.write_text(doc.read_text().replace("inputs: [ticks]", "inputs: [ticks, nothing]"))
+    exit_code, found, _ = check(str(doc), "--strict")
+    assert exit_code == 1
+    assert [(d["code"], d["span"]["line"]) for d in found] == [("FLC301", 5), ("FLC001", 2)]
+
+
+def test_suppressions_naming_one_diagnostic_are_all_used(tmp_path: Path) -> None:
+    doc = listing(tmp_path / "a.yaml", "FLC302", comment="  # flowc: ignore[FLC302]")
+    assert check(str(doc), "--strict")[:2] == (0, [])
+    assert check(str(write(tmp_path / "b.yaml", "  # flowc: ignore[FLC302]")), "--strict", "--ignore", "FLC302")[:2] \
+        == (0, [])
+
+
+def test_the_list_changes_nothing_a_build_writes(tmp_path: Path) -> None:
+    plain = write(tmp_path / "a.yaml").read_text()
+    listed = listing(tmp_path / "a.yaml", "FLC302", "FLC504").read_text()
+    built = [compile_source(text, "a.yaml", until="artifacts") for text in (plain, listed)]
+    assert all(result.ok for result in built)
+    assert [(a.path, a.content) for a in built[0].artifacts] == [(a.path, a.content) for a in built[1].artifacts]
+
+
+def test_the_schema_lists_every_registered_code() -> None:
+    ignore = schema()["$defs"]["flowc"]["properties"]["ignore"]
+    assert ignore["items"]["enum"] == sorted(CODES)

@@ -78,7 +78,11 @@ def stages_until(kind: Kind) -> tuple[Stage, ...]:
 
 @dataclass(frozen=True)
 class Result:
-    """What a compilation produced, by kind, and every diagnostic."""
+    """What a compilation produced, by kind, and every diagnostic.
+
+    ``values`` holds the last value of each kind that a stage produced and its gate let through: after an error,
+    what the compilation had before it (the checked document, when the error was a semantic one).
+    """
 
     diagnostics: list[Diagnostic]
     values: Mapping[Kind, Any] = field(default_factory=dict)
@@ -125,11 +129,11 @@ def compile_source(text: str, path: str, *, environ: Mapping[str, str] | None = 
         with collector_paused():
             for stage in stages_until(until):
                 value = load(stage.run)(value, ctx)
-                values[stage.produces] = value
                 if stage.gate:
                     ctx.stop_if_errors()
+                values[stage.produces] = value
     except CompileError as exc:
-        return Result(exc.diagnostics)
+        return Result(exc.diagnostics, values)
     return Result(sorted(ctx.diagnostics, key=lambda d: d.sort_key), values)
 
 

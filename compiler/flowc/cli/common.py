@@ -76,8 +76,8 @@ def summary(diagnostics: list[Diagnostic], files: int) -> str:
            f"{files} file{'s' * (files != 1)}"
 
 
-FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text",
-                       show_default=True, help="How to print diagnostics.")
+FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json", "github", "sarif"]), default="text",
+                       show_default=True, help="How to print diagnostics (sarif: a SARIF 2.1.0 log for code scanning).")
 STRICT = click.option("--strict", is_flag=True, help="Treat warnings as errors.")
 
 

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from flowc.cli.common import EXIT_ERRORS, EXIT_OK, FILE, FORMAT, STRICT, emit_diagnostics, failed, guard, summary
+
+if TYPE_CHECKING:
+    from flowc.diagnostics.suppress import Listed
+    from flowc.pipeline import Result
 
 
 def _namespace(value: str | None) -> str | None:
@@ -65,9 +70,9 @@ def _documents(paths: tuple[str, ...]) -> list[str]:
 @FORMAT
 @STRICT
 @click.option("--ignore", "ignored", multiple=True, callback=_ignored, metavar="CODE[,CODE]",
-              help="Do not report these codes (repeatable or comma-separated). A line of a document can say "
-                   "'# flowc: ignore[CODE]' for the diagnostics on it; --strict reports such a comment that "
-                   "suppresses nothing (FLC001).")
+              help="Do not report these codes (repeatable or comma-separated). A document can list its own under "
+                   "'flowc: {ignore: [CODE]}', and a line of it can say '# flowc: ignore[CODE]' for the diagnostics "
+                   "on it; --strict reports such an entry or comment that suppresses nothing (FLC001).")
 @guard
 def check(files: tuple[str, ...], fmt: str, strict: bool, ignored: tuple[str, ...]) -> int:
     """Check topology FILES (or every *.yaml/*.yml under a folder) and report every problem; writes nothing."""
@@ -77,17 +82,30 @@ def check(files: tuple[str, ...], fmt: str, strict: bool, ignored: tuple[str, ..
     documents = _documents(files)
     diagnostics = []
     inline = []
+    listed = []
     for name in documents:
-        diagnostics.extend(compile_file(name, until="spec").diagnostics)
+        result = compile_file(name, until="spec")
+        diagnostics.extend(result.diagnostics)
         try:
-            inline += inline_suppressions(name, Path(name).read_text(encoding="utf-8", errors="replace"))
+            text = Path(name).read_text(encoding="utf-8", errors="replace")
         except OSError:
-            pass  # compile_file reported it (FLC107)
-    diagnostics = apply(diagnostics, ignored, inline, strict)
+            continue  # compile_file reported it (FLC107)
+        inline += inline_suppressions(name, text)
+        listed += _listed(result)
+    diagnostics = apply(diagnostics, ignored, inline, strict, listed)
     emit_diagnostics(diagnostics, fmt)
     if fmt == "text":
         click.echo(summary(diagnostics, len(documents)), err=True)
     return EXIT_ERRORS if failed(diagnostics, strict) else EXIT_OK
+
+
+def _listed(result: Result) -> list[Listed]:
+    """The entries of the document's ``flowc: {ignore: [...]}`` list; none when it did not pass the schema."""
+    from flowc.diagnostics.suppress import listed_suppressions
+
+    document = result.values.get("document")
+    passed_schema = all(d.code >= "FLC300" for d in result.diagnostics if d.severity == "error")
+    return listed_suppressions(document) if document is not None and passed_schema else []
 
 
 @click.command()

@@ -1,4 +1,4 @@
-"""Renderers for diagnostics: concise text, JSON and GitHub Actions annotations.
+"""Renderers for diagnostics: concise text, JSON, GitHub Actions annotations and SARIF (:mod:`.sarif`).
 
 Renderers only format; they never print or exit (the CLI does both).
 """
@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 from flowc.diagnostics import Diagnostic
 from flowc.diagnostics.codes import CODES
+from flowc.diagnostics.sarif import render_sarif
 
 
 def render_text(diagnostics: Iterable[Diagnostic]) -> str:
@@ -101,4 +102,4 @@ def render_github(diagnostics: Iterable[Diagnostic]) -> str:
     return "".join(out)
 
 
-RENDERERS = {"text": render_text, "json": render_json, "github": render_github}
+RENDERERS = {"text": render_text, "json": render_json, "github": render_github, "sarif": render_sarif}
