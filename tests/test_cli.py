@@ -189,3 +189,16 @@ def test_graph_svg(tmp_path: Path) -> None:
 def test_module_entry_point() -> None:
     proc = subprocess.run([sys.executable, "-m", "flowc", "--version"], capture_output=True, text=True, check=False)
     assert proc.returncode == 0 and "flowc" in proc.stdout
+
+
+def test_every_listed_command_loads_under_its_own_name() -> None:
+    import click
+
+    from flowc.cli import COMMANDS
+
+    ctx = click.Context(main)
+    for name in COMMANDS:
+        command = main.get_command(ctx, name)
+        assert isinstance(command, click.Command) and command.name == name
+    assert main.get_command(ctx, "no-such-command") is None
+    assert main.list_commands(ctx) == sorted(COMMANDS)

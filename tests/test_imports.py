@@ -16,7 +16,7 @@ result = CliRunner().invoke(main, sys.argv[1:])
 print(json.dumps({"exit": result.exit_code, "output": result.output, "modules": sorted(sys.modules)}))
 """
 
-HEAVY = ("networkx", "jinja2", "kubernetes", "rich", "httpx", "yaml", "zmq")
+HEAVY = ("networkx", "jinja2", "kubernetes", "rich", "httpx", "zmq")
 
 
 def probe(*args: str) -> dict:
@@ -31,16 +31,27 @@ def probe(*args: str) -> dict:
 def test_check_does_not_import_heavy_libraries() -> None:
     result = probe("check", str(ROOT / "examples" / "multi-node.yaml"))
     loaded = {m.split(".")[0] for m in result["modules"]}
-    assert "jsonschema" in loaded and "flowc" in loaded, "the probe must exercise the real check path"
+    assert {"jsonschema_rs", "yaml", "flowc"} <= loaded, "the probe must exercise the real check path"
     assert not loaded.intersection(HEAVY), loaded.intersection(HEAVY)
     assert "flowc.model.plan" not in result["modules"] and "flowc.emit.kubernetes.emitter" not in result["modules"]
+    # a valid document needs only the compiled screen; jsonschema explains what an invalid one breaks
+    assert "jsonschema" not in loaded
+    assert not {"flowc.cli.tasks", "flowc.cli.run", "flowc.cli.top"} & set(result["modules"]), "other commands"
+
+
+def test_check_of_an_invalid_document_explains_with_jsonschema() -> None:
+    proc = subprocess.run([sys.executable, "-c", PROBE, "check", str(ROOT / "tests" / "invalid" / "unknown-enum.yaml")],
+                          capture_output=True, text=True, check=False)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["exit"] == 1 and "FLC203" in result["output"]
+    assert "jsonschema" in {m.split(".")[0] for m in result["modules"]}
 
 
 def test_help_imports_only_click() -> None:
     result = probe("--help")
     assert "Usage:" in result["output"]
     loaded = {m.split(".")[0] for m in result["modules"]}
-    assert not loaded.intersection({*HEAVY, "jsonschema", "pydantic", "ruamel"})
+    assert not loaded.intersection({*HEAVY, "jsonschema", "jsonschema_rs", "pydantic", "ruamel", "yaml"})
 
 
 def test_build_uses_networkx() -> None:

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from flowc import data
 from flowc.diagnostics import Span
 from flowc.diagnostics.suggestions import help_for
 from flowc.model.context import Context
 from flowc.model.document import Document, Path
+
+if TYPE_CHECKING:  # jsonschema is imported only for a document the screen found invalid
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 _TYPE_WORDS = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
                "number": "a number", "boolean": "true or false", "null": "empty"}
@@ -27,6 +28,8 @@ _RANGE = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveM
 
 @functools.cache
 def _validator() -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(data.schema())
 
 

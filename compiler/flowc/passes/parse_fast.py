@@ -4,10 +4,11 @@ The reference parser (ruamel.yaml's round-trip loader, :mod:`flowc.passes.parse`
 and every diagnostic about its text; it is also about forty times slower. This path composes the document with
 libyaml, which keeps the line and column of every node, and builds the same plain data, spans and plain-scalar
 set the reference parser would. It gives up — returns ``None``, and the caller runs the reference parser — on
-anything the reference parser reports or types in a way of its own: a libyaml error, several documents, a
-directive, a non-printable character, an explicit tag, an anchor used by an alias, a merge key, a duplicate key,
-a key that is not a name or a decimal number, and any plain scalar that resolves to something other than a
-string, a null, a boolean, a decimal integer or a decimal number (dates, hexadecimal, underscores, ``.inf``...).
+anything the reference parser reports, types or places in a way of its own: a libyaml error, several documents,
+a directive, a non-printable character, a tab, a Unicode line separator, an empty or scalar document, an explicit
+tag, an anchor used by an alias, a merge key, a duplicate key, a key that is not a name or a decimal number, an
+empty value, and any plain scalar that resolves to something other than a string, a null, a boolean, a decimal
+integer or a decimal number (dates, hexadecimal, underscores, ``.inf``...).
 So every diagnostic comes from the reference parser, word for word, and the fast path only has to agree with it
 on ordinary documents (a property test compares the two on generated YAML).
 """
@@ -35,6 +36,9 @@ _FLOAT = re.compile(r"-?(?:0|[1-9][0-9]{0,30})\.[0-9]{1,30}\Z")
 _NULLS = frozenset(("", "~", "null", "Null", "NULL"))
 _BOOLS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
 _DIRECTIVE = re.compile(r"^%", re.MULTILINE)
+# Where libyaml and ruamel.yaml part ways: libyaml takes tabs ruamel.yaml refuses (``a:\t1``) and counts U+0085,
+# U+2028 and U+2029 as line breaks, which moves every later line number, and skips U+FEFF in its columns.
+_APART = re.compile("[\t\x85\u2028\u2029\ufeff]")
 _MISSING = object()
 _PENDING = (0, 0, 0)  # replaced once the value is built
 
@@ -116,7 +120,7 @@ def parse_fast(text: str, path: str) -> Document | None:
         >>> parse_fast("when: 2024-01-01\n", "t.yaml") is None  # a date: the reference parser types it
         True
     """
-    if CParser is None or Reader.NON_PRINTABLE.search(text) or _DIRECTIVE.search(text):
+    if CParser is None or Reader.NON_PRINTABLE.search(text) or _DIRECTIVE.search(text) or _APART.search(text):
         return None
     try:
         root = _Composer(text).get_single_node()
@@ -124,8 +128,8 @@ def parse_fast(text: str, path: str) -> Document | None:
         return None
     except RecursionError:
         return None
-    if root is None:
-        return None
+    if root is None or root.tag not in (_MAP, _SEQ):
+        return None  # an empty or scalar document: the reference parser reports it (and places it its own way)
     try:
         return _Converter(path).document(root)
     except (_Defer, RecursionError):
@@ -201,6 +205,8 @@ class _Converter:
             return self.text(node.value)
         if node.tag is not _PLAIN:
             raise _Defer  # an explicit tag
+        if not node.value:
+            raise _Defer  # an empty value: the two parsers place it differently (after ':' or at the next token)
         value, is_text = self.scalars.value(node.value)
         if is_text:
             self.plain.add(path)
