@@ -7,8 +7,10 @@ Adding a target touches three places: its module or package under :mod:`flowc.em
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flowc.lazy import load
 from flowc.model.context import Context
@@ -43,7 +45,7 @@ PLAN = Target("plan", "flowc.emit.plan_json", "flowc/plan.json, the resolved pla
 TARGETS: tuple[Target, ...] = (
     PLAN,
     Target("kubernetes", "flowc.emit.kubernetes.emitter", "Jobs, Services, Deployments, ConfigMaps at the top",
-           check="flowc.emit.kubernetes.names:check_kubernetes_names"),
+           check="flowc.emit.kubernetes.spec_checks:check_kubernetes"),
     Target("systemd", "flowc.emit.systemd", "systemd/<node>/: pinned units per actor for bare-metal hosts",
            check="flowc.emit.systemd_names:check_systemd_names"),
     Target("mithril", "flowc.emit.mithril.emitter", "mithril/<task>.json: spot bid bodies, with their reasons"),
@@ -108,12 +110,24 @@ def emit_targets(plan: Plan, ctx: Context) -> list[Artifact]:
     Raises:
         ValueError: When two targets claim the same path (a bug in an emitter).
     """
-    artifacts: dict[str, Artifact] = {}
+    from flowc.emit.parallel import run_jobs
+
+    jobs = []
     for target in select(ctx.options.targets):
         settings = load(f"{target.module}:Settings").merged(
             plan.target_settings.get(target.name, {}), ctx.options.for_target(target.name), plan.source)
-        for artifact in load(f"{target.module}:emit")(plan, settings, ctx):
+        jobs.append(functools.partial(_emit_one, load(f"{target.module}:emit"), plan, settings, ctx))
+    artifacts: dict[str, Artifact] = {}
+    for emitted, diagnostics in run_jobs(jobs, len(plan.nodes)):
+        ctx.diagnostics.extend(diagnostics)
+        for artifact in emitted:
             if artifact.path in artifacts:
                 raise ValueError(f"two targets write '{artifact.path}'")
             artifacts[artifact.path] = artifact
     return [artifacts[path] for path in sorted(artifacts)]
+
+
+def _emit_one(emit: Any, plan: Plan, settings: Any, ctx: Context) -> tuple[list[Artifact], list[Any]]:
+    """Run one emitter with a context of its own; return its artifacts and what it reported."""
+    own = dataclasses.replace(ctx, diagnostics=[])
+    return list(emit(plan, settings, own)), own.diagnostics

@@ -178,5 +178,5 @@ def emit(plan: Plan, settings: Settings, ctx: Context) -> list[Artifact]:
                                                       keys=any(b.auth == "curve" for b in layout.bridges),
                                                       keys_dir=settings.keys_dir)
         artifacts.append(Artifact(f"{folder}/README", readme.encode()))
-        artifacts.append(Artifact(f"{folder}/plan.json", slices[node].to_json().encode()))
+        artifacts.append(Artifact(f"{folder}/plan.json", (slices[node].to_compact_json() + "\n").encode()))
     return artifacts

@@ -11,6 +11,7 @@ nothing: everything it could object to was checked before.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import networkx as nx
@@ -99,21 +100,34 @@ class PlacementGraph:
         Returns:
             Actor name, :func:`receiver_key` or :func:`sender_key` → stage.
         """
+        return self._start_stages.get(node, {})
+
+    @functools.cached_property
+    def _start_stages(self) -> dict[str, dict[str, int]]:
+        """Every node's start stages, from one condensation of the whole dataflow.
+
+        A process writes only to channels of its own node, so each node's processes form components of their
+        own, and topological generations number each component on its own: one pass over all nodes gives every
+        node the stages a pass over that node alone would (a thousand small graphs cost more than one large).
+        """
+        succ = self._graph.succ  # vertex → successor → edge keys
+        owner: dict[Vertex, str] = {}
+        for vertex in self._graph:
+            if vertex[0] == "node":
+                owner.update((process, vertex[1]) for process in succ[vertex]
+                             if process[0] in ("actor", "receiver", "sender"))
         flow = nx.DiGraph()
-        processes = [v for v in self._graph.successors(("node", node)) if v[0] in ("actor", "receiver", "sender")]
-        flow.add_nodes_from(processes)
-        for process in processes:
-            for _, channel, kind in self._graph.out_edges(process, keys=True):
-                if kind == "writes":
-                    flow.add_edges_from((process, reader) for _, reader, k in self._graph.out_edges(channel, keys=True)
-                                        if k == "reads")
+        flow.add_nodes_from(owner)
+        flow.add_edges_from((process, reader) for process in owner
+                            for channel, kinds in succ[process].items() if "writes" in kinds
+                            for reader, reading in succ[channel].items() if "reads" in reading)
         dag = nx.condensation(flow)
-        stages: dict[str, int] = {}
+        stages: dict[str, dict[str, int]] = {}
         for stage, members in enumerate(nx.topological_generations(dag.reverse(copy=False))):
             for scc in members:
                 for vertex in dag.nodes[scc]["members"]:
-                    stages[_process_key(vertex)] = stage
-        return dict(sorted(stages.items()))
+                    stages.setdefault(owner[vertex], {})[_process_key(vertex)] = stage
+        return {node: dict(sorted(found.items())) for node, found in stages.items()}
 
     def _node_of(self, actor: str) -> str:
         for pred in self._graph.predecessors(("actor", actor)):
