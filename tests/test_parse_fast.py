@@ -336,6 +336,7 @@ NULL_DOCUMENT = "~\n"
 TAB_AFTER_COLON = "a:\t1\n"
 TRAILING_TAB = "a: 1\t\n"
 LINE_SEPARATOR_IN_QUOTES = "a: 'x\u2028y'\nb: 1\n"
+ALIAS_AS_KEY = "a: &x foo\n*x : bar\n"
 
 
 @GENERATED
@@ -346,6 +347,7 @@ LINE_SEPARATOR_IN_QUOTES = "a: 'x\u2028y'\nb: 1\n"
 @example(TAB_AFTER_COLON)
 @example(TRAILING_TAB)
 @example(LINE_SEPARATOR_IN_QUOTES)
+@example(ALIAS_AS_KEY)
 @given(yaml_texts())
 def test_fast_path_answers_only_with_the_reference_document(text: str) -> None:
     fast = parse_fast(text, NAME)
@@ -434,6 +436,6 @@ def test_examples_take_the_fast_path(path: Path) -> None:
 
 @pytest.mark.parametrize("text", ["when: 2024-01-01\n", "n: 0x1F\n", "a: &x 1\nb: *x\n", "a: !!str 1\n",
                                   "a: 1\na: 2\n", "a: 1\n---\nb: 2\n", "%YAML 1.2\n---\na: 1\n", "x: .inf\n",
-                                  "<<: {a: 1}\n", "true: 1\n", "a: 1_000\n"])
+                                  "<<: {a: 1}\n", "true: 1\n", "a: 1_000\n", "a: &x foo\n*x : bar\n"])
 def test_unusual_documents_are_left_to_the_reference_parser(text: str) -> None:
     assert parse_fast(text, NAME) is None

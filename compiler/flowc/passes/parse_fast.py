@@ -131,21 +131,26 @@ def parse_fast(text: str, path: str) -> Document | None:
     if root is None or root.tag not in (_MAP, _SEQ):
         return None  # an empty or scalar document: the reference parser reports it (and places it its own way)
     try:
-        return _Converter(path).document(root)
+        return _Converter(path, aliases_possible="*" in text).document(root)
     except (_Defer, RecursionError):
         return None
 
 
 class _Converter:
-    """libyaml's nodes → plain data, value and key spans, and the paths of plain strings."""
+    """libyaml's nodes → plain data, value and key spans, and the paths of plain strings.
 
-    def __init__(self, path: str) -> None:
+    The hot loop of a large document: scalars are handled inline rather than through :meth:`convert`, and the
+    alias check (the same node met twice) runs only when the text has a ``*`` at all.
+    """
+
+    def __init__(self, path: str, aliases_possible: bool = True) -> None:
         self.path = path
         self.values: dict[Path, tuple[int, int, int]] = {}
         self.keys: dict[Path, tuple[int, int, int]] = {}
         self.plain: set[Path] = set()
-        self.seen: set[int] = set()
+        self.seen: set[int] | None = set() if aliases_possible else None
         self.scalars = _Scalars()
+        self.names: dict[str, str] = {}
 
     def document(self, root: Any) -> Document:
         self.values[()] = (root.start_mark.line, root.start_mark.column, 0)
@@ -154,49 +159,64 @@ class _Converter:
                         frozenset(self.plain))
 
     def convert(self, node: Any, path: Path) -> Any:
-        if id(node) in self.seen:
-            raise _Defer  # an alias: the reference parser refuses it
-        self.seen.add(id(node))
+        if self.seen is not None:
+            if id(node) in self.seen:
+                raise _Defer  # an alias: the reference parser refuses it
+            self.seen.add(id(node))
         tag = node.tag
         if tag is _MAP:
             return self.mapping(node, path)
         if tag is _SEQ:
-            items = []
-            for index, item in enumerate(node.value):
-                child = (*path, index)
-                self.values[child] = _PENDING  # keeps the reference parser's order of spans
-                value = self.convert(item, child)
-                self.values[child] = self.span(item, value)
-                items.append(value)
-            return items
+            return self.sequence(node, path)
         return self.scalar(node, path)
 
+    def sequence(self, node: Any, path: Path) -> list[Any]:
+        values = self.values
+        items = []
+        for index, item in enumerate(node.value):
+            child = (*path, index)
+            values[child] = _PENDING  # keeps the reference parser's order of spans
+            value = self.convert(item, child)
+            values[child] = self.span(item, value)
+            items.append(value)
+        return items
+
     def mapping(self, node: Any, path: Path) -> dict[str, Any]:
+        values, keys, names = self.values, self.keys, self.names
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            name = self.key(key_node)
+            name = names.get(key_node.value) if key_node.tag is _PLAIN and self.seen is None else None
+            if name is None:
+                name = self.key(key_node)
             if name in out:
                 raise _Defer  # a duplicate key: the reference parser reports it
             child = (*path, name)
             mark = key_node.start_mark
-            self.keys[child] = (mark.line, mark.column, len(name))
-            self.values[child] = _PENDING
+            keys[child] = (mark.line, mark.column, len(name))
+            values[child] = _PENDING
             value = self.convert(value_node, child)
-            self.values[child] = self.span(value_node, value)
+            values[child] = self.span(value_node, value)
             out[name] = value
         return out
 
     def key(self, node: Any) -> str:
+        if self.seen is not None:
+            if id(node) in self.seen:
+                raise _Defer  # an alias as a key
+            self.seen.add(id(node))
         if node.tag is _QUOTED and node.style in ("'", '"'):
             return self.text(node.value)
         if node.tag is not _PLAIN or node.value == "<<":
             raise _Defer  # a tag, a collection, a block scalar or a merge key as a key
         value, is_text = self.scalars.value(node.value)
         if is_text:
-            return self.text(value)
-        if type(value) is int:
-            return str(value)
-        raise _Defer  # null, boolean or number keys: the reference parser reports them
+            name = self.text(value)
+        elif type(value) is int:
+            name = str(value)
+        else:
+            raise _Defer  # null, boolean or number keys: the reference parser reports them
+        self.names[node.value] = name
+        return name
 
     def scalar(self, node: Any, path: Path) -> Any:
         if node.tag is _QUOTED:
@@ -213,12 +233,14 @@ class _Converter:
             return self.text(value)
         return value
 
-    def span(self, node: Any, value: Any) -> tuple[int, int, int]:
+    @staticmethod
+    def span(node: Any, value: Any) -> tuple[int, int, int]:
         mark = node.start_mark
-        if value is None or type(value) is dict or type(value) is list:
-            width = 1
-        elif type(value) is str:
+        kind = type(value)
+        if kind is str:
             width = len(value) + (2 if node.style in ("'", '"') else 0)
+        elif value is None or kind is dict or kind is list:
+            width = 1
         else:
             width = len(str(value))
         return mark.line, mark.column, width
