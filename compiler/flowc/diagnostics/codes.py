@@ -85,6 +85,7 @@ CODES: dict[str, str] = {
     "FLC505": "name not valid in kubernetes",
     "FLC506": "actor name taken by a systemd unit of its node",
     "FLC507": "kubernetes cannot probe a loopback metrics address",
+    "FLC508": "plan slice too large for a kubernetes configmap",
     "FLC510": "bid without a project",
     "FLC511": "bid without ssh keys",
     "FLC512": "bid region chosen without price data",

@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from flowc.emit.kubernetes.names import KEYS_SUFFIX, PLAN_SUFFIX, ROUTES_SUFFIX
+from flowc.emit.kubernetes.names import KEYS_SUFFIX, PLAN_KEY, PLAN_SUFFIX, ROUTES_SUFFIX
 from flowc.emit.kubernetes.settings import (
     ACTOR_MEMORY_MIB,
     HUGE_PAGE,
@@ -77,7 +77,7 @@ def node_objects(part: Plan, node: str, name: str, settings: Settings) -> list[d
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": settings.metadata(name + PLAN_SUFFIX, labels),
-        "data": {"plan.json": part.to_compact_json()},
+        "data": {PLAN_KEY: part.to_compact_json()},
     }
     cpus = sum(len(actor.cpus) for actor in info.actors.values()) + len(info.bridge_cpus)
     shm = shm_bytes(info)
@@ -103,7 +103,7 @@ def node_objects(part: Plan, node: str, name: str, settings: Settings) -> list[d
     container: dict[str, Any] = {
         "name": "launcher",
         "image": settings.image,
-        "command": ["flowc", "launch", f"{PLAN_MOUNT}/plan.json", "--node", node],
+        "command": ["flowc", "launch", f"{PLAN_MOUNT}/{PLAN_KEY}", "--node", node],
         "env": env,
         "ports": [{"name": f"r{port}", "containerPort": port, "protocol": "TCP"} for _, port in ports]
         + [{"name": METRICS_PORT_NAME, "containerPort": metrics_port, "protocol": "TCP"}],

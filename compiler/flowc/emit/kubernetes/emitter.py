@@ -3,8 +3,9 @@
 ``kubectl apply -f out/`` then runs every task (an Indexed Job and a headless Service) and every
 actor node (a ConfigMap with its plan slice, a pinned Deployment running ``flowc launch`` with metrics
 probes, a Service for the routes it receives, and with ``monitoring: podmonitor`` a PodMonitor).
-Emits FLC504 (CPU ids cannot be pinned by Kubernetes, once per node, warning); names were checked by
-:mod:`flowc.emit.kubernetes.names` during ``flowc check``.
+Emits FLC504 (CPU ids cannot be pinned by Kubernetes, once per node, warning) and FLC508 (a node's plan ConfigMap
+larger than Kubernetes accepts, measured exactly); names were checked by :mod:`flowc.emit.kubernetes.names` during
+``flowc check``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from flowc.diagnostics import Span
 from flowc.emit.artifact import Artifact
+from flowc.emit.kubernetes.configmap_size import check_configmap
 from flowc.emit.kubernetes.datapath import node_objects, route_service
 from flowc.emit.kubernetes.settings import Settings, k8s_name
 from flowc.model.context import Context
@@ -30,7 +32,7 @@ def emit(plan: Plan, settings: Settings, ctx: Context) -> list[Artifact]:
     Args:
         plan: The resolved plan.
         settings: The target's settings.
-        ctx: The context (FLC504 warnings).
+        ctx: The context (FLC504 warnings, FLC508 errors).
 
     Returns:
         The manifests.
@@ -48,7 +50,11 @@ def emit(plan: Plan, settings: Settings, ctx: Context) -> list[Artifact]:
         add(task_objects(task, k8s_name(task_name), settings))
     slices = plan.slices({node: settings.service_host(route_service(k8s_name(node))) for node in plan.nodes})
     for node_name, node in plan.nodes.items():
-        add(node_objects(slices[node_name], node_name, k8s_name(node_name), settings))
+        built = node_objects(slices[node_name], node_name, k8s_name(node_name), settings)
+        for obj in built:
+            if obj["kind"] == "ConfigMap":
+                check_configmap(obj["data"], node_name, node.span or Span(ctx.path, 1, 1), ctx)
+        add(built)
         if node.actors:
             cpus = sorted({cpu for actor in node.actors.values() for cpu in actor.cpus} | set(node.bridge_cpus))
             ctx.warn("FLC504", f"kubernetes cannot pin cpu ids: '{node_name}' gets {len(cpus)} exclusive cpus from "

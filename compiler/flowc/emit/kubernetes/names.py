@@ -17,6 +17,8 @@ from flowc.model.context import Context
 ROUTES_SUFFIX = "-routes"
 PLAN_SUFFIX = "-plan"
 KEYS_SUFFIX = "-route-keys"
+#: The key of a node's ConfigMap that holds its plan slice (the file the launcher reads in the mount).
+PLAN_KEY = "plan.json"
 
 
 def object_names(kind: str, name: str) -> list[tuple[str, str]]:
