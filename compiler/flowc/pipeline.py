@@ -122,7 +122,8 @@ def compile_source(text: str, path: str, *, environ: Mapping[str, str] | None = 
         >>> result.ok, result.plan.tasks["x"].instance.gpu_count
         (True, 8)
     """
-    ctx = Context(path, dict(os.environ if environ is None else environ), options=options or BuildOptions())
+    ctx = Context(path, dict(os.environ if environ is None else environ), options=options or BuildOptions(),
+                  emits=until == "artifacts")
     value: Any = text
     values: dict[Kind, Any] = {}
     try:

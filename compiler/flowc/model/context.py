@@ -20,13 +20,15 @@ class Context:
     Passes never build positions or message prefixes themselves; they call :meth:`error` or
     :meth:`warn` with a span (every IR and plan object carries its own) and the pipeline stops after any
     stage that reported an error. ``options`` is what the command line asked for (price data, targets and
-    their settings, a :class:`~flowc.model.options.BuildOptions`).
+    their settings, a :class:`~flowc.model.options.BuildOptions`); ``emits`` whether the emitters run after the
+    checks (a build rather than ``flowc check``).
     """
 
     path: str
     environ: dict[str, str] = field(default_factory=dict)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     options: BuildOptions = field(default_factory=BuildOptions)
+    emits: bool = False
 
     def error(self, code: str, message: str, *, at: Span, help: str | None = None) -> None:
         """Record an error.
