@@ -134,7 +134,7 @@ def build(file: str, out: Path, check_only: bool, namespace: str | None, project
 
     from flowc.emit.writer import OutputError, drift, write_output
     from flowc.model.options import BuildOptions
-    from flowc.pipeline import compile_file
+    from flowc.pipeline import collector_paused, compile_file
 
     if flowc_path is not None and not re.fullmatch(r"/[A-Za-z0-9._/+-]+", flowc_path):
         raise click.BadParameter("must be an absolute path of letters, digits and ._/+-", param_hint="--flowc-path")
@@ -165,7 +165,8 @@ def build(file: str, out: Path, check_only: bool, namespace: str | None, project
             click.echo(f"flowc: {len(stale)} file(s) differ; run 'flowc build {file} -o {out}'", err=True)
         return EXIT_ERRORS if stale else EXIT_OK
     try:
-        write_output(artifacts, out)
+        with collector_paused():  # the heap holds the whole build: a full collection now would scan it for nothing
+            write_output(artifacts, out)
     except OutputError as exc:
         click.echo(f"{out}: error[{exc.code}] {exc.message}\n  help: {exc.help}", err=True)
         return EXIT_ERRORS
