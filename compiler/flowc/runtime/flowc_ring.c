@@ -573,6 +573,25 @@ static int reserver_alive(endpoint *e, uint64_t p) {
     return LOAD_ACQ(&e->h->published) != p;
 }
 
+/* The clock of a wait that has stopped spinning: when it started, and when the next liveness check is due (first
+ * STALL_CHECK_NS after the start, then every STALL_POLL_NS). */
+typedef struct {
+    int64_t start, next_check;
+} stall_clock;
+
+#define STALL_CLOCK_INIT {-1, 0}
+
+/* Records the time `t`; returns 1 when a liveness check is due now. */
+static int stall_check_due(stall_clock *c, int64_t t) {
+    if (c->start < 0) {
+        c->start = t;
+        c->next_check = t + STALL_CHECK_NS;
+    }
+    if (t < c->next_check) return 0;
+    c->next_check = t + STALL_POLL_NS;
+    return 1;
+}
+
 /* Waits for the producers ahead: until `published == pos` (turn: this producer holds the reservation at pos) or
  * `published > pos` (!turn: make_room waits for the oldest record to be committed). The usual wait is another
  * producer's memcpy, so it spins first; then it yields (sleeping inside block_begin once the wait is long) and
@@ -583,7 +602,7 @@ static int reserver_alive(endpoint *e, uint64_t p) {
 static int wait_published(endpoint *e, uint64_t pos, int turn, int64_t deadline) {
     ring_hdr *H = e->h;
     unsigned spins = 0;
-    int64_t start = -1, next_check = 0;
+    stall_clock stall = STALL_CLOCK_INIT;
     for (;;) {
         uint64_t p = LOAD_ACQ(&H->published);
         int64_t ahead = (int64_t)(p - pos);
@@ -596,13 +615,9 @@ static int wait_published(endpoint *e, uint64_t pos, int turn, int64_t deadline)
             continue;
         }
         int64_t t = now_ns();
-        if (start < 0) {
-            start = t;
-            next_check = t + STALL_CHECK_NS;
-        }
+        int check = stall_check_due(&stall, t);
         if (!turn && deadline >= 0 && t >= deadline) return 0;
-        if (t >= next_check) {
-            next_check = t + STALL_POLL_NS;
+        if (check) {
             if (LOAD_ACQ(&H->broken))
                 return turn ? ring_broken(e, "broken while publishing", pos) : check_not_broken(e);
             if (interrupted(e)) {
@@ -613,10 +628,10 @@ static int wait_published(endpoint *e, uint64_t pos, int turn, int64_t deadline)
                 return FLOWC_EINTR;
             }
             if (!reserver_alive(e, p)) return ring_broken(e, "the producer reserving this position is gone", p);
-            if (turn && deadline >= 0 && t >= deadline && t - start >= PUBLISH_STALL_NS)
+            if (turn && deadline >= 0 && t >= deadline && t - stall.start >= PUBLISH_STALL_NS)
                 return ring_broken(e, "a producer stalled mid-publish past the timeout", p);
         }
-        if (t - start < STALL_CHECK_NS) {
+        if (t - stall.start < STALL_CHECK_NS) {
             sched_yield();
         } else {
             struct timespec ts = {0, 50000}; /* a long stall: stop burning the core and let other threads run */
@@ -902,7 +917,7 @@ static int holder_alive(endpoint *e, uint64_t pos) {
 static int release_shared(endpoint *e, uint64_t pos, uint64_t next) {
     cons_line *g = &e->conss[0];
     unsigned spins = 0;
-    int64_t start = -1, next_check = -1;
+    stall_clock stall = STALL_CLOCK_INIT;
     for (;;) {
         uint64_t r = LOAD_ACQ(&g->cursor);
         if (r == pos) break;
@@ -912,12 +927,7 @@ static int release_shared(endpoint *e, uint64_t pos, uint64_t next) {
             continue;
         }
         int64_t t = now_ns();
-        if (start < 0) {
-            start = t;
-            next_check = t + STALL_CHECK_NS;
-        }
-        if (t >= next_check) {
-            next_check = t + STALL_POLL_NS;
+        if (stall_check_due(&stall, t)) {
             if (!holder_alive(e, r)) {
                 uint64_t off = r % e->cap;
                 uint32_t len = LOAD_RLX((uint32_t *)(e->data + off));
@@ -931,13 +941,13 @@ static int release_shared(endpoint *e, uint64_t pos, uint64_t next) {
                 continue;
             }
         }
-        if (t - start < RELEASE_YIELD_NS) {
+        if (t - stall.start < RELEASE_YIELD_NS) {
             sched_yield(); /* the taker ahead is usually still copying on the other core */
             continue;
         }
         /* Longer: the taker ahead was preempted. Sleep on the space doorbell (every release rings it) so this
          * core goes to it instead of to our spinning; wake at the next liveness check at the latest. */
-        sleep_on_doorbell(e, &e->h->space_seq, &e->h->space_waiters, &g->cursor, r, next_check - t);
+        sleep_on_doorbell(e, &e->h->space_seq, &e->h->space_waiters, &g->cursor, r, stall.next_check - t);
     }
     STORE_REL(&g->cursor, next); /* RELEASE: our copy of the record happens before a producer reuses the space */
     doorbell_ring(&e->h->space_seq, &e->h->space_waiters);
