@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from flowc.diagnostics import Span
 
@@ -26,6 +26,11 @@ class Located(BaseModel):
 
     span: Span
     spans: Mapping[str, Span] = Field(default_factory=dict, repr=False)
+
+    @field_serializer("spans")
+    def _spans_as_dict(self, spans: Mapping[str, Span]) -> dict[str, Span]:
+        """Serialize the field spans as a dict (``lower`` hands over a mapping that finds them when asked)."""
+        return dict(spans)
 
     def at(self, field: str) -> Span:
         """Return the span of ``field`` (``"inputs[2]"`` for a list item), or the object's own span.
