@@ -8,6 +8,7 @@ FLC205 (range), FLC206 (identifier), FLC207 (hostname), FLC208 (format) and FLC2
 from __future__ import annotations
 
 import functools
+import json
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -82,10 +83,11 @@ def check_schema(doc: Document, ctx: Context) -> Document:
     reporter = _Reporter(doc, ctx)
     for error in schema_errors(doc.data):
         reporter.report(error)
-    for path in _non_finite(doc.data, ()):
+    odd_numbers = _numbers_need_a_look(doc.data)
+    for path in _non_finite(doc.data, ()) if odd_numbers else ():
         ctx.error("FLC205", f"{_quoted(path)} is not a finite number", at=doc.span(path),
                   help="write a plain number; .nan and .inf are not allowed")
-    for path in _beyond_64_bits(doc.data, ()):
+    for path in _beyond_64_bits(doc.data, ()) if odd_numbers else ():
         ctx.error("FLC205", f"{_quoted(path)} is a number of more than 64 bits", at=doc.span(path),
                   help=f"no flowc field takes a number beyond ±{_INT64_MAX}; check the value")
     data = doc.data
@@ -97,6 +99,24 @@ def check_schema(doc: Document, ctx: Context) -> Document:
 
 
 _INT64_MAX = (1 << 63) - 1
+
+
+def _numbers_need_a_look(data: Any) -> bool:
+    """Whether the walks for non-finite floats and over-large integers must run.
+
+    Two passes of compiled encoders answer for ordinary data: ``json`` refuses a non-finite float, and orjson an
+    integer beyond 53 bits (stricter than needed: the walk then decides). Anything either cannot encode is walked.
+    """
+    try:
+        import orjson
+    except ImportError:  # pragma: no cover - a dependency; without it the walks always run
+        return True
+    try:
+        json.dumps(data, allow_nan=False, check_circular=False)
+        orjson.dumps(data, option=orjson.OPT_STRICT_INTEGER)
+    except (TypeError, ValueError, orjson.JSONEncodeError):
+        return True
+    return False
 
 
 def _beyond_64_bits(value: Any, path: Path) -> list[Path]:

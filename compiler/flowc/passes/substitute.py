@@ -9,6 +9,7 @@ integer 4), so variables can fill numeric and boolean fields. Emits FLC110 (unde
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from typing import Any
@@ -38,11 +39,21 @@ def substitute(doc: Document, ctx: Context) -> Document:
         >>> substitute(parse("num_instances: ${N}\nimage: ${IMG:-ubuntu}\n", ctx), ctx).data
         {'num_instances': 4, 'image': 'ubuntu'}
     """
+    if not _may_refer(doc.data):
+        return doc
     walker = _Walker(doc, ctx)
     data = walker.walk(doc.data, ())
     if not walker.changed:
         return doc
     return doc.replace_data(data, frozenset(doc.plain - walker.retyped))
+
+
+def _may_refer(data: Any) -> bool:
+    """Whether any text in ``data`` has a ``$`` (a reference can only be there): one pass of the C JSON encoder."""
+    try:
+        return "$" in json.dumps(data, ensure_ascii=False, check_circular=False)
+    except (TypeError, ValueError):
+        return True  # not JSON (cannot happen after parsing): walk it
 
 
 class _Walker:
