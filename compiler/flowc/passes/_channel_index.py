@@ -6,6 +6,7 @@ Semantic checks and the placement pass both ask these questions; this module ans
 
 from __future__ import annotations
 
+import weakref
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -46,8 +47,11 @@ class ChannelIndex:
         return sorted({*self.writers, *self.readers, *self.routes_in, *self.routes_out})
 
 
+_INDEXES: dict[int, ChannelIndex] = {}
+
+
 def channel_index(spec: ir.Spec) -> ChannelIndex:
-    """Index the channel endpoints of ``spec``.
+    """Index the channel endpoints of ``spec`` (once per spec: four checks and two passes ask; do not mutate it).
 
     Args:
         spec: The IR.
@@ -55,6 +59,14 @@ def channel_index(spec: ir.Spec) -> ChannelIndex:
     Returns:
         The index; actors placed but not declared contribute no endpoints.
     """
+    found = _INDEXES.get(id(spec))
+    if found is None:
+        found = _INDEXES[id(spec)] = _index(spec)
+        weakref.finalize(spec, _INDEXES.pop, id(spec), None)  # gone with the spec, before its id can be reused
+    return found
+
+
+def _index(spec: ir.Spec) -> ChannelIndex:
     actors = {actor.name: actor for actor in spec.actors}
     node_of: dict[str, str] = {}
     writers: dict[tuple[str, str], list[str]] = defaultdict(list)
