@@ -18,7 +18,7 @@ from typing import Any
 
 from flowc.emit.artifact import Artifact
 from flowc.emit.settings import TargetSettings
-from flowc.emit.templates import environment
+from flowc.emit.templates import environment, renderer
 from flowc.model.context import Context
 from flowc.model.keys import public_file, secret_file
 from flowc.model.node_view import NodeView
@@ -127,6 +127,9 @@ def emit(plan: Plan, settings: Settings, ctx: Context) -> list[Artifact]:
     topology, flowc, user, plan_dir = settings.topology, settings.flowc_path, settings.user, settings.plan_dir
     slices = plan.slices({name: node.hostname for name, node in plan.nodes.items()})
     env = environment("systemd", {"env_assignment": env_assignment, "unit_text": unit_text})
+    actor_unit, bridge_unit = renderer(env, "actor.service.j2"), renderer(env, "bridge.service.j2")
+    channels_unit, metrics_service = renderer(env, "channels.service.j2"), renderer(env, "metrics.service.j2")
+    node_target, readme_text = renderer(env, "node.target.j2"), renderer(env, "README.j2")
     artifacts = []
     for node, info in plan.nodes.items():
         layout = NodeView.of(slices[node], node)
@@ -140,43 +143,47 @@ def emit(plan: Plan, settings: Settings, ctx: Context) -> list[Artifact]:
             stages[f"flowc-{topology}-{actor}.service"] = info.start_stages[actor]
         for bridge in layout.bridges:
             stages[f"flowc-{topology}-route-{bridge.route}-{bridge.direction}-{bridge.index}.service"] = bridge.stage
+        ordered = sorted(stages.items(), key=lambda item: item[0])
+        earlier: dict[int, list[str]] = {}
 
-        def after(stage: int, stages: dict[str, int] = stages) -> list[str]:
-            return sorted(unit for unit, other in stages.items() if other < stage)
+        def after(stage: int, ordered: list[tuple[str, int]] = ordered, earlier: dict[int, list[str]] = earlier
+                  ) -> list[str]:
+            if stage not in earlier:
+                earlier[stage] = [unit for unit, other in ordered if other < stage]
+            return list(earlier[stage])
 
+        channel_numa = {name: c.numa for name, c in info.channels.items() if c.numa is not None}
         for actor, a in info.actors.items():
-            foreign = sorted({c.numa for ch, c in info.channels.items()
-                              if (ch in a.inputs or ch in a.outputs) and c.numa is not None and c.numa != a.numa})
-            text = env.get_template("actor.service.j2").render(
-                **common, actor=actor, role=a.role, after=after(info.start_stages[actor]),
-                cpus=format_cpuset(a.cpus).replace(",", " "),
-                numa=a.numa, numa_preferred=bool(foreign), foreign_numa=", ".join(map(str, foreign)),
-                realtime_priority=a.realtime_priority,
-                memory_max=f"{a.memory_max}" if a.memory_max else None, env=sorted(a.env.items()))
+            foreign = sorted({channel_numa[ch] for ch in (*a.inputs, *a.outputs)
+                              if ch in channel_numa and channel_numa[ch] != a.numa})
+            text = actor_unit({
+                **common, "actor": actor, "role": a.role, "after": after(info.start_stages[actor]),
+                "cpus": format_cpuset(a.cpus).replace(",", " "),
+                "numa": a.numa, "numa_preferred": bool(foreign), "foreign_numa": ", ".join(map(str, foreign)),
+                "realtime_priority": a.realtime_priority,
+                "memory_max": f"{a.memory_max}" if a.memory_max else None, "env": sorted(a.env.items())})
             artifacts.append(Artifact(f"{folder}/flowc-{topology}-{actor}.service", text.encode()))
         for bridge in layout.bridges:
             name = f"flowc-{topology}-route-{bridge.route}-{bridge.direction}-{bridge.index}.service"
             credentials = [secret_file(node), public_file(bridge.peer_node)] if bridge.auth == "curve" else []
-            text = env.get_template("bridge.service.j2").render(
-                **common, route=bridge.route, direction=bridge.direction, index=bridge.index, peer=bridge.peer,
-                peer_node=bridge.peer_node, after=after(bridge.stage),
-                cpus=format_cpuset(info.bridge_cpus).replace(",", " ") if info.bridge_cpus else "",
-                credentials=[(c, f"{settings.keys_dir}/{c}") for c in credentials])
+            text = bridge_unit({
+                **common, "route": bridge.route, "direction": bridge.direction, "index": bridge.index,
+                "peer": bridge.peer, "peer_node": bridge.peer_node, "after": after(bridge.stage),
+                "cpus": format_cpuset(info.bridge_cpus).replace(",", " ") if info.bridge_cpus else "",
+                "credentials": [(c, f"{settings.keys_dir}/{c}") for c in credentials]})
             artifacts.append(Artifact(f"{folder}/{name}", text.encode()))
-        artifacts.append(Artifact(f"{folder}/flowc-{topology}-channels.service",
-                                  env.get_template("channels.service.j2").render(**common).encode()))
+        artifacts.append(Artifact(f"{folder}/flowc-{topology}-channels.service", channels_unit(common).encode()))
         metrics_unit = f"flowc-{topology}-metrics.service"
-        artifacts.append(Artifact(f"{folder}/{metrics_unit}", env.get_template("metrics.service.j2").render(
-            **common, address=info.metrics.address, port=info.metrics.port).encode()))
+        artifacts.append(Artifact(f"{folder}/{metrics_unit}", metrics_service(
+            {**common, "address": info.metrics.address, "port": info.metrics.port}).encode()))
         all_units = sorted([common["channels_unit"], metrics_unit, *stages])
         artifacts.append(Artifact(f"{folder}/flowc-{topology}.target",
-                                  env.get_template("node.target.j2").render(**common, units=all_units).encode()))
+                                  node_target({**common, "units": all_units}).encode()))
         rows = [{"actor": actor, "role": a.role, "cpus": a.cpuset, "numa": "-" if a.numa is None else a.numa}
                 for actor, a in sorted(info.actors.items())]
-        readme = env.get_template("README.j2").render(**common, hostname=info.hostname, cpu_map=rows,
-                                                      metrics_unit=metrics_unit, metrics=info.metrics,
-                                                      keys=any(b.auth == "curve" for b in layout.bridges),
-                                                      keys_dir=settings.keys_dir)
+        readme = readme_text({**common, "hostname": info.hostname, "cpu_map": rows, "metrics_unit": metrics_unit,
+                              "metrics": info.metrics, "keys": any(b.auth == "curve" for b in layout.bridges),
+                              "keys_dir": settings.keys_dir})
         artifacts.append(Artifact(f"{folder}/README", readme.encode()))
         artifacts.append(Artifact(f"{folder}/plan.json", (slices[node].to_compact_json() + "\n").encode()))
     return artifacts

@@ -22,19 +22,33 @@ _CACHED_LENGTH = 64  # names, keys and short values; a plan's JSON text is resol
 
 
 class _CachedDumper(_Dumper):  # type: ignore[misc, valid-type]
-    """The dumper with its implicit-tag resolution remembered per value (manifests repeat their keys a lot)."""
+    """The dumper with its implicit-tag resolution remembered per value (manifests repeat their keys a lot).
 
-    _resolved: dict[tuple[Any, ...], str] = {}
+    The emitter asks twice for every scalar: as if it were plain, and as if it were quoted. Without path resolvers
+    (the safe dumper has none) a quoted scalar always resolves to a string, so only the plain question needs the
+    resolver's patterns, and its answer depends on the value alone.
+    """
+
+    _plain: dict[str, str] = {}
 
     def resolve(self, kind: type, value: Any, implicit: Any) -> str:
         """Return the tag PyYAML's resolver gives ``value``, from the cache when it was asked before."""
-        if kind is not ScalarNode or len(value) > _CACHED_LENGTH:
+        if kind is not ScalarNode or self.yaml_path_resolvers:
             return super().resolve(kind, value, implicit)
-        key = (value, implicit)
-        tag = self._resolved.get(key)
+        if not implicit[0]:
+            return self.DEFAULT_SCALAR_TAG
+        tag = self._plain.get(value)
         if tag is None:
-            tag = self._resolved[key] = super().resolve(kind, value, implicit)
+            tag = super().resolve(kind, value, implicit)
+            if len(value) <= _CACHED_LENGTH:
+                self._plain[value] = tag
         return tag
+
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        """Nothing to track: the dumper has no path resolvers."""
+
+    def ascend_resolver(self) -> None:
+        """Nothing to track: the dumper has no path resolvers."""
 
 
 class _Tree:
