@@ -37,6 +37,18 @@ def test_check_does_not_import_heavy_libraries() -> None:
     # a valid document needs only the compiled screen; jsonschema explains what an invalid one breaks
     assert "jsonschema" not in loaded
     assert not {"flowc.cli.tasks", "flowc.cli.run", "flowc.cli.top"} & set(result["modules"]), "other commands"
+    # an ordinary document is read by libyaml alone; ruamel.yaml is the reference parser for unusual ones
+    assert "flowc.passes.parse_fast" in result["modules"]
+    assert "ruamel" not in loaded and "flowc.passes.parse_ruamel" not in result["modules"]
+
+
+def test_check_of_an_unusual_document_uses_the_reference_parser() -> None:
+    duplicate_key = ROOT / "tests" / "invalid" / "duplicate-key.yaml"
+    proc = subprocess.run([sys.executable, "-c", PROBE, "check", str(duplicate_key)],
+                          capture_output=True, text=True, check=False)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["exit"] == 1 and "FLC104" in result["output"]
+    assert "flowc.passes.parse_ruamel" in result["modules"] and "ruamel" in {m.split(".")[0] for m in result["modules"]}
 
 
 def test_check_of_an_invalid_document_explains_with_jsonschema() -> None:

@@ -16,9 +16,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from ruamel.yaml.reader import Reader
+from ruamel.yaml.resolver import VersionedResolver
 
 from flowc.model.context import Context
 from flowc.model.document import Document
+from flowc.passes import yaml12
 from flowc.passes.parse import parse, parse_reference
 from flowc.passes.parse_fast import parse_fast
 
@@ -439,3 +442,65 @@ def test_examples_take_the_fast_path(path: Path) -> None:
                                   "<<: {a: 1}\n", "true: 1\n", "a: 1_000\n", "a: &x foo\n*x : bar\n"])
 def test_unusual_documents_are_left_to_the_reference_parser(text: str) -> None:
     assert parse_fast(text, NAME) is None
+
+
+# ---------------------------------------------------------------------------------------------------
+# The rules the fast path shares with ruamel.yaml (flowc.passes.yaml12) are ruamel.yaml's, exactly
+# ---------------------------------------------------------------------------------------------------
+
+
+def _rules(table: dict) -> dict[str, list[tuple[str, str, int]]]:
+    return {first: [(str(tag), regexp.pattern, regexp.flags) for tag, regexp in pairs]
+            for first, pairs in table.items()}
+
+
+def test_the_resolver_table_is_ruamel_yamls_for_yaml_1_2() -> None:
+    resolver = VersionedResolver()
+    assert resolver.processing_version == (1, 2), "the reference parser reads documents as YAML 1.2"
+    theirs, ours = _rules(resolver.versioned_resolver), _rules(yaml12.table())
+    assert ours == theirs
+    assert list(ours) == list(theirs)
+
+
+@pytest.mark.parametrize("first", sorted(VersionedResolver().versioned_resolver))
+def test_each_first_character_gets_ruamel_yamls_resolvers_in_order(first: str) -> None:
+    theirs = VersionedResolver().versioned_resolver[first]
+    assert [(tag, regexp.pattern, regexp.flags) for tag, regexp in yaml12.resolvers(first)] == [
+        (str(tag), regexp.pattern, regexp.flags) for tag, regexp in theirs
+    ]
+
+
+def test_a_character_no_implicit_type_starts_with_has_no_resolver() -> None:
+    known = VersionedResolver().versioned_resolver
+    for code in range(0x250):
+        if chr(code) not in known:
+            assert yaml12.resolvers(chr(code)) == (), chr(code)
+
+
+@given(st.text(alphabet=st.sampled_from("0123456789-+._eExXoObB:TtZ ~nNulLfaseFASErR<=!&*"), max_size=24))
+def test_every_plain_scalar_resolves_as_ruamel_yaml_resolves_it(text: str) -> None:
+    theirs = VersionedResolver().versioned_resolver.get(text[:1], [])
+    matched = [str(tag) for tag, regexp in theirs if regexp.match(text)]
+    assert [tag for tag, regexp in yaml12.resolvers(text[:1]) if regexp.match(text)] == matched
+
+
+def test_non_printable_is_ruamel_yamls_reader_pattern() -> None:
+    assert yaml12.NON_PRINTABLE.pattern == Reader.NON_PRINTABLE.pattern
+    assert yaml12.NON_PRINTABLE.flags == Reader.NON_PRINTABLE.flags
+
+
+@pytest.mark.parametrize("text", ["ok: 1\n", "a\x00b", "bell\x07", "\x7f", "\ufffe", "tab\tand\nnewline\r\n",
+                                  "\x85\u2028\ud800", "\U0001f600 é"])
+def test_non_printable_finds_what_ruamel_yamls_reader_refuses(text: str) -> None:
+    theirs = Reader.NON_PRINTABLE.search(text)
+    ours = yaml12.NON_PRINTABLE.search(text)
+    assert (ours and ours.span()) == (theirs and theirs.span())
+
+
+def test_non_printable_is_also_pyyamls_reader_pattern() -> None:
+    # PyYAML compiles the same text when it is imported, so the fast parser's check compiles nothing more
+    import yaml.reader
+
+    assert yaml12.NON_PRINTABLE is yaml.reader.Reader.NON_PRINTABLE or (
+        yaml12.NON_PRINTABLE.pattern == yaml.reader.Reader.NON_PRINTABLE.pattern
+    )

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 class TargetSettings(BaseModel):
     """Settings of one output target."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True, defer_build=True)
 
     @classmethod
     def merged(cls, section: Mapping[str, Any], options: Mapping[str, Any], source: str) -> Self:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -42,7 +43,8 @@ class InstanceType(BaseModel):
     known: bool = Field(default=True, exclude=True)
     gpu_product: str | None = None
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # built on first use: the catalog makes its rows with _row, so `flowc check` never needs the validator
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 @functools.cache
@@ -50,14 +52,33 @@ def _data() -> dict:
     return json.loads((DATA_DIR / "instances.json").read_text(encoding="utf-8"))
 
 
+def _row(**values: Any) -> InstanceType:
+    """Build a row from values of the field types, as validation would leave them, without validating them.
+
+    Validating a row would build the model's validator, which costs more than a whole ``flowc check``'s passes;
+    the shipped data and the grammar give every field its type already, but for a bandwidth written as an
+    integer, which becomes the float validation makes of it. ``tests/test_catalog.py`` holds every row equal to
+    the validated one.
+
+    Args:
+        **values: The row's fields (``known`` may be left out).
+
+    Returns:
+        The row.
+    """
+    gbps = values["internode_gbps"]
+    values["internode_gbps"] = None if gbps is None else float(gbps)
+    return InstanceType.model_construct(**values)
+
+
 @functools.cache
 def _index() -> dict[str, InstanceType]:
     index: dict[str, InstanceType] = {}
     for row in _data()["instance_types"]:
         product = _data()["gpu_products"].get(row["gpu"])
-        item = InstanceType(name=row["name"], gpu=row["gpu"], gpu_count=row["gpu_count"],
-                            gpu_memory_gb=row["gpu_memory_gb"], intranode=row["intranode"], internode=row["internode"],
-                            internode_gbps=row["internode_gbps"], gpu_product=product)
+        item = _row(name=row["name"], gpu=row["gpu"], gpu_count=row["gpu_count"], gpu_memory_gb=row["gpu_memory_gb"],
+                    intranode=row["intranode"], internode=row["internode"], internode_gbps=row["internode_gbps"],
+                    gpu_product=product)
         for name in (row["name"], *row["aliases"]):
             index[name] = item
     return index
@@ -121,5 +142,5 @@ def lookup(name: str) -> InstanceType | None:
     if not family or count < 1:
         return None
     intranode = family[0].intranode
-    return InstanceType(name=f"{count}x{gpu}", gpu=gpu, gpu_count=count, gpu_memory_gb=family[0].gpu_memory_gb,
-                        intranode=intranode, internode=None, internode_gbps=None, known=False)
+    return _row(name=f"{count}x{gpu}", gpu=gpu, gpu_count=count, gpu_memory_gb=family[0].gpu_memory_gb,
+                intranode=intranode, internode=None, internode_gbps=None, known=False)

@@ -1,7 +1,7 @@
 """The fast path of pass ``parse``: libyaml's composer (PyYAML's C parser) for documents with nothing unusual.
 
-The reference parser (ruamel.yaml's round-trip loader, :mod:`flowc.passes.parse`) defines what a document means
-and every diagnostic about its text; it is also about forty times slower. This path composes the document with
+The reference parser (ruamel.yaml's round-trip loader, :mod:`flowc.passes.parse_ruamel`) defines what a document
+means and every diagnostic about its text; it is also about forty times slower. This path composes the document with
 libyaml, which keeps the line and column of every node, and builds the same plain data, spans and plain-scalar
 set the reference parser would. It gives up — returns ``None``, and the caller runs the reference parser — on
 anything the reference parser reports, types or places in a way of its own: a libyaml error, several documents,
@@ -10,7 +10,9 @@ tag, an anchor used by an alias, a merge key, a duplicate key, a key that is not
 empty value, and any plain scalar that resolves to something other than a string, a null, a boolean, a decimal
 integer or a decimal number (dates, hexadecimal, underscores, ``.inf``...).
 So every diagnostic comes from the reference parser, word for word, and the fast path only has to agree with it
-on ordinary documents (a property test compares the two on generated YAML).
+on ordinary documents (a property test compares the two on generated YAML). It does not import ruamel.yaml:
+the rules it shares with it (which characters are refused, how a plain scalar is typed) are in
+:mod:`flowc.passes.yaml12`, so an ordinary document never pays for loading the reference parser.
 """
 
 from __future__ import annotations
@@ -18,10 +20,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ruamel.yaml.reader import Reader
-from ruamel.yaml.resolver import VersionedResolver
-
 from flowc.model.document import Document, Marks, Path
+from flowc.passes.yaml12 import NON_PRINTABLE, resolvers
 
 try:  # PyYAML built without libyaml has no C parser: the reference parser does all the work then
     from yaml import YAMLError
@@ -38,7 +38,7 @@ _BOOLS = {"true": True, "True": True, "TRUE": True, "false": False, "False": Fal
 _DIRECTIVE = re.compile(r"^%", re.MULTILINE)
 # Where libyaml and ruamel.yaml part ways: libyaml takes tabs ruamel.yaml refuses (``a:\t1``) and counts U+0085,
 # U+2028 and U+2029 as line breaks, which moves every later line number, and skips U+FEFF in its columns.
-_APART = re.compile("[\t\x85\u2028\u2029\ufeff]")
+_APART = "\t\x85\u2028\u2029\ufeff"  # each looked for with ``in``: faster than a regex, nothing to compile
 _MISSING = object()
 _PENDING = (0, 0, 0)  # replaced once the value is built
 
@@ -73,7 +73,6 @@ class _Scalars:
     """Plain scalar text → value, as ruamel.yaml's YAML 1.2 resolver and round-trip constructor give it."""
 
     def __init__(self) -> None:
-        self.implicit = VersionedResolver().versioned_resolver  # YAML 1.2's, by first character
         self.known: dict[str, Any] = {}
 
     def value(self, text: str) -> tuple[Any, bool]:
@@ -90,7 +89,7 @@ class _Scalars:
         return found
 
     def _type(self, text: str) -> Any:
-        if not any(regexp.match(text) for _, regexp in self.implicit.get(text[:1], ())):
+        if not any(regexp.match(text) for _, regexp in resolvers(text[:1])):  # YAML 1.2's, by first character
             return text, True  # what ruamel.yaml's resolve() gives a plain scalar no implicit resolver matches
         if text in _NULLS:
             return None, False
@@ -120,7 +119,9 @@ def parse_fast(text: str, path: str) -> Document | None:
         >>> parse_fast("when: 2024-01-01\n", "t.yaml") is None  # a date: the reference parser types it
         True
     """
-    if CParser is None or Reader.NON_PRINTABLE.search(text) or _DIRECTIVE.search(text) or _APART.search(text):
+    if CParser is None or NON_PRINTABLE.search(text) or _DIRECTIVE.search(text):
+        return None
+    if any(char in text for char in _APART):
         return None
     try:
         root = _Composer(text).get_single_node()
