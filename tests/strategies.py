@@ -418,7 +418,16 @@ def dump_yaml(document: Any, style: str) -> str:
     yaml.width = 4096
     stream = io.StringIO()
     yaml.dump(document, stream)
-    return stream.getvalue()
+    text = stream.getvalue()
+    if style == "flow":
+        # ruamel.yaml writes some plain keys that its own flow-context grammar refuses (``{:0: null}``); such a
+        # document goes as JSON, which is flow-style YAML too, so every generated text is valid YAML.
+        try:
+            if YAML(typ="safe", pure=True).load(text) != document:
+                return json.dumps(document) + "\n"
+        except Exception:  # noqa: BLE001 - any refusal of ruamel's own output
+            return json.dumps(document) + "\n"
+    return text
 
 
 yaml_styles = st.sampled_from(["json", "json-indented", "block", "flow"])

@@ -204,6 +204,14 @@ class NodePlan(_Frozen):
     @model_validator(mode="after")
     def _actors_match_channels(self) -> NodePlan:
         """Each actor's inputs and outputs are channels of the node that list it back, and the reverse."""
+        # The common case in a few set operations: the (actor, channel) pairs the actors list are those the
+        # channels list, and no channel lists an end twice. Only a mismatch walks the node to name the first one.
+        reads = {(name, channel) for name, actor in self.actors.items() for channel in actor.inputs}
+        writes = {(name, channel) for name, actor in self.actors.items() for channel in actor.outputs}
+        read = [(actor, channel) for channel, spec in self.channels.items() for actor in spec.consumers]
+        written = [(actor, channel) for channel, spec in self.channels.items() for actor in spec.producers]
+        if set(read) == reads and len(read) == len(reads) and set(written) == writes and len(written) == len(writes):
+            return self
         for name, actor in self.actors.items():
             for kind, names, ends in (("input", actor.inputs, "consumers"), ("output", actor.outputs, "producers")):
                 for channel in names:

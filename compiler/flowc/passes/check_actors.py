@@ -16,7 +16,7 @@ from flowc.diagnostics.suggestions import help_for
 from flowc.model import ir
 from flowc.model.context import Context
 from flowc.model.units import MAX_ENDS, format_cpuset
-from flowc.passes._channel_index import ChannelIndex, channel_index, numa_of_cpus
+from flowc.passes._channel_index import ChannelIndex, channel_index
 
 
 def check_actors(spec: ir.Spec, ctx: Context) -> ir.Spec:
@@ -43,11 +43,12 @@ def check_actors(spec: ir.Spec, ctx: Context) -> ir.Spec:
 def _check_ring_ends(spec: ir.Spec, index: ChannelIndex, ctx: Context) -> None:
     """Every channel a node uses is one ring, declared or not; its ends must fit the ring's tables."""
     nodes = {node.name: node for node in spec.nodes}
+    channels = {node.name: {channel.name: channel for channel in node.channels} for node in nodes.values()}
     for key in index.channel_keys():
         node = nodes.get(key[0])
         if node is None:
             continue
-        declared = {channel.name: channel for channel in node.channels}.get(key[1])
+        declared = channels[key[0]].get(key[1])
         at = declared.span if declared is not None else node.span
         if declared is not None and declared.delivery == "shared":
             where = declared.at("delivery")
@@ -161,21 +162,25 @@ def _check_cpus(node: ir.Node, ctx: Context) -> None:
     owner: dict[int, str] = {}
     domains = {d.id: d for d in node.numa}
     numa_owner: dict[int, int] = {}
+    # A cpu listed twice is rare: a set operation finds whether there is one, and only then are they named (the
+    # first owner of a cpu keeps it either way).
     for domain in node.numa:
-        shared = sorted(cpu for cpu in domain.cpus or () if cpu in numa_owner)
-        if shared:
-            ctx.error("FLC315", f"cpu {format_cpuset(shared)} of numa node {domain.id} on '{node.name}' is also in "
-                      f"numa node {numa_owner[shared[0]]}", at=domain.span,
-                      help="each cpu belongs to exactly one numa node; see 'lscpu -p=cpu,node' on the machine")
-        for cpu in domain.cpus or ():
+        cpus = domain.cpus or ()
+        if numa_owner.keys().isdisjoint(cpus):
+            numa_owner.update(dict.fromkeys(cpus, domain.id))
+            continue
+        shared = sorted(cpu for cpu in cpus if cpu in numa_owner)
+        ctx.error("FLC315", f"cpu {format_cpuset(shared)} of numa node {domain.id} on '{node.name}' is also in "
+                  f"numa node {numa_owner[shared[0]]}", at=domain.span,
+                  help="each cpu belongs to exactly one numa node; see 'lscpu -p=cpu,node' on the machine")
+        for cpu in cpus:
             numa_owner.setdefault(cpu, domain.id)
-    cpu_numa = numa_of_cpus(node)
+    cpu_numa = numa_owner  # what numa_of_cpus(node) returns: each cpu's first domain
     for placement in node.placements:
-        clash = sorted(cpu for cpu in placement.cpus if cpu in owner)
-        if clash:
-            other = owner[clash[0]]
+        if not owner.keys().isdisjoint(placement.cpus):
+            clash = sorted(cpu for cpu in placement.cpus if cpu in owner)
             ctx.error("FLC307", f"cpu {format_cpuset(clash)} of '{placement.actor}' on '{node.name}' is already "
-                      f"given to '{other}'", at=placement.at("cpu"),
+                      f"given to '{owner[clash[0]]}'", at=placement.at("cpu"),
                       help="give each actor its own cpus; pinned actors must not share a core")
         for cpu in placement.cpus:
             owner.setdefault(cpu, placement.actor)

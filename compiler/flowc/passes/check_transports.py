@@ -44,6 +44,8 @@ def _check_cycles(spec: ir.Spec, ctx: Context) -> None:
         for channel in actor.outputs:
             writers.setdefault(channel, []).append(actor.name)
     depends = {actor.name: sorted({w for c in actor.inputs for w in writers.get(c, ())}) for actor in spec.actors}
+    if _acyclic(depends):
+        return
     reported: set[frozenset[str]] = set()
     while True:
         try:
@@ -61,3 +63,28 @@ def _check_cycles(spec: ir.Spec, ctx: Context) -> None:
                      at=first.span, help="bounded channels in a cycle can deadlock; make sure one side never blocks")
         # Break the reported cycle at one edge and look for others.
         depends[cycle[1]] = [d for d in depends[cycle[1]] if d != cycle[0]]
+
+
+def _acyclic(depends: dict[str, list[str]]) -> bool:
+    """Whether ``depends`` (actor → the actors it reads from) has no cycle: what graphlib finds, in one sweep.
+
+    Kahn's algorithm: take the actors that depend on nothing left, until none is left (no cycle) or every one
+    left depends on another (a cycle, which graphlib then names).
+    """
+    readers: dict[str, list[str]] = {}
+    waiting: dict[str, int] = {}
+    for actor, writers in depends.items():
+        waiting[actor] = len(writers)
+        for writer in writers:
+            readers.setdefault(writer, []).append(actor)
+    ready = [actor for actor, count in waiting.items() if count == 0]
+    ready.extend(writer for writer in readers if writer not in waiting)
+    done = 0
+    while ready:
+        actor = ready.pop()
+        done += 1
+        for reader in readers.get(actor, ()):
+            waiting[reader] -= 1
+            if waiting[reader] == 0:
+                ready.append(reader)
+    return done == len(waiting.keys() | readers.keys())

@@ -1,8 +1,8 @@
 """Pass ``lower``: schema-valid Document → :class:`~flowc.model.ir.Spec` (typed, frozen IR with spans).
 
-Objects are built with ``model_construct``: the data already passed the JSON Schema, so the IR's
-types hold by construction and ``flowc check`` does not pay for pydantic's validators (the tests
-re-validate the IR of every example). Normalizes the input language's shorthands:
+Objects are built without validation (:meth:`~flowc.model.ir.Located.trusted`, ``model_construct``): the data
+already passed the JSON Schema, so the IR's types hold by construction and ``flowc check`` does not pay for
+pydantic's validators (the tests re-validate the IR of every example). Normalizes the input language's shorthands:
 ``topology: spread``, cpuset strings, byte sizes, ``numa_topology`` as a list or a map, ``command`` as
 a string or a list. Emits FLC311 (cpu lists the
 schema cannot judge, such as reversed ranges), FLC312 (buffer sizes outside what a ring holds,
@@ -99,7 +99,7 @@ class _Lowerer:
         fields = {k: v for k, v in body.items() if k not in ("topology", "volumes", "env", "command", "ssh_keys")}
         if "num_instances" in fields:
             fields["num_instances"] = int(fields["num_instances"])
-        return ir.Task.model_construct(
+        return ir.Task.trusted(
             name=name,
             span=span,
             spans=self.spans(path, body),
@@ -108,7 +108,7 @@ class _Lowerer:
             env=_env(body.get("env")),
             ssh_keys=tuple(body.get("ssh_keys", ())),
             volumes=tuple(
-                ir.Volume.model_construct(
+                ir.Volume.trusted(
                     span=self.doc.span((*path, "volumes", i)), spans=self.spans((*path, "volumes", i), v), **_whole(v)
                 )
                 for i, v in enumerate(body.get("volumes", ()))
@@ -119,24 +119,24 @@ class _Lowerer:
     def topology(self, path: Path, value: str | dict[str, Any] | None) -> ir.Topology:
         span = self.doc.span(path)
         if value is None or isinstance(value, str):
-            return ir.Topology.model_construct(
+            return ir.Topology.trusted(
                 span=span,
                 placement=value or "packed",
-                interconnect=ir.Interconnect.model_construct(span=span),
-                constraints=ir.Constraints.model_construct(span=span),
+                interconnect=ir.Interconnect.trusted(span=span),
+                constraints=ir.Constraints.trusted(span=span),
             )
         inter = value.get("interconnect", {})
         cons = value.get("constraints", {})
-        constraints = ir.Constraints.model_construct(
+        constraints = ir.Constraints.trusted(
             span=self.doc.span((*path, "constraints")),
             spans=self.spans((*path, "constraints"), cons),
             **{**cons, "anti_affinity_groups": tuple(cons.get("anti_affinity_groups", ()))},
         )
-        return ir.Topology.model_construct(
+        return ir.Topology.trusted(
             span=span,
             spans=self.spans(path, value),
             placement=value.get("placement", "packed"),
-            interconnect=ir.Interconnect.model_construct(
+            interconnect=ir.Interconnect.trusted(
                 span=self.doc.span((*path, "interconnect")), spans=self.spans((*path, "interconnect"), inter), **inter
             ),
             constraints=constraints,
@@ -144,7 +144,7 @@ class _Lowerer:
 
     def actor(self, name: str, body: dict[str, Any]) -> ir.Actor:
         path = ("actors", name)
-        return ir.Actor.model_construct(
+        return ir.Actor.trusted(
             name=name,
             span=self.doc.key_span(path),
             spans=self.spans(path, body),
@@ -170,7 +170,7 @@ class _Lowerer:
 
     def node(self, name: str, body: dict[str, Any]) -> ir.Node:
         path = ("nodes", name)
-        return ir.Node.model_construct(
+        return ir.Node.trusted(
             name=name,
             span=self.doc.key_span(path),
             spans=self.spans(path, body),
@@ -192,17 +192,17 @@ class _Lowerer:
 
     def numa(self, path: Path, value: list[int] | dict[str, Any] | None) -> tuple[ir.NumaDomain, ...]:
         if value is None:
-            return (ir.NumaDomain.model_construct(span=self.doc.span(path), id=0),)
+            return (ir.NumaDomain.trusted(span=self.doc.span(path), id=0),)
         if isinstance(value, list):
             return tuple(
-                ir.NumaDomain.model_construct(span=self.doc.span((*path, i)), id=int(numa))
+                ir.NumaDomain.trusted(span=self.doc.span((*path, i)), id=int(numa))
                 for i, numa in enumerate(value)
             )
         domains = []
         for key, cpus in value.items():
             parsed = self.cpus((*path, key), cpus)
             domains.append(
-                ir.NumaDomain.model_construct(span=self.doc.key_span((*path, key)), id=int(key), cpus=parsed)
+                ir.NumaDomain.trusted(span=self.doc.key_span((*path, key)), id=int(key), cpus=parsed)
             )
         return tuple(sorted(domains, key=lambda d: d.id))
 
@@ -219,11 +219,11 @@ class _Lowerer:
             return ()
 
     def placement(self, path: Path, actor: str, value: dict[str, Any]) -> ir.ActorPlacement:
-        return ir.ActorPlacement.model_construct(
+        return ir.ActorPlacement.trusted(
             span=self.doc.key_span(path),
             spans=self.spans(path, value),
             actor=actor,
-            numa=_whole(value).get("numa"),
+            numa=_integral(value.get("numa")),
             cpus=self.cpus((*path, "cpu"), value["cpu"]),
         )
 
@@ -241,14 +241,14 @@ class _Lowerer:
                     + ("" if "at least one byte" in str(exc) else ", from 256B to 1TiB"),
                 )
         fields = {k: v for k, v in _whole(value).items() if k != "buffer_size"}
-        return ir.LocalChannel.model_construct(
+        return ir.LocalChannel.trusted(
             span=self.doc.key_span(path), spans=self.spans(path, value), name=name, buffer_size=size, **fields
         )
 
     def route(self, name: str, body: dict[str, Any]) -> ir.Route:
         path = ("inter_node", name)
         node, _, channel = body["source"].partition(".")
-        return ir.Route.model_construct(
+        return ir.Route.trusted(
             name=name,
             span=self.doc.key_span(path),
             spans=self.spans(path, body),
@@ -264,6 +264,11 @@ def _whole(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in fields.items()}
 
 
+def _integral(value: Any) -> Any:
+    """One value as :func:`_whole` turns it."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def _show(value: Any) -> str:
     """Quote a value for a message after a space; a number of hundreds of digits is left to the reason."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
@@ -277,12 +282,15 @@ def _command(value: str | list[str] | None) -> str | tuple[str, ...] | None:
 
 
 def _env(value: dict[str, Any] | None) -> tuple[tuple[str, str], ...]:
+    if not value:
+        return ()
+
     def text(item: Any) -> str:
         if isinstance(item, bool):
             return "true" if item else "false"
         return str(item)
 
-    return tuple(sorted((key, text(item)) for key, item in (value or {}).items()))
+    return tuple(sorted((key, text(item)) for key, item in value.items()))
 
 
 class _FieldSpans(Mapping[str, Span]):

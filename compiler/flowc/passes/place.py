@@ -2,17 +2,21 @@
 
 Vertices are machines, their NUMA domains, actors, channel instances (a channel on a node) and the two ends of
 every route leg (a receiver on each target node, a sender per target on the source node); edges say what
-contains, writes, reads and carries what. networkx answers the questions later passes ask: which consumers a
+contains, writes, reads and carries what. The graph answers the questions later passes ask: which consumers a
 producer reaches (reachability through channels and routes), and in which order a node's processes start
 (the condensation of its dataflow, in topological generations, sinks first, so a cycle starts as one stage).
-networkx never leaves this module: later passes ask the typed questions of :class:`PlacementGraph`. Emits
-nothing: everything it could object to was checked before.
+Those searches walk networkx's adjacency dicts directly: on a graph of tens of thousands of vertices, the
+per-call cost of its algorithms was most of what the answers cost. networkx never leaves this module: later
+passes ask the typed questions of :class:`PlacementGraph`. Emits nothing: everything it could object to was
+checked before.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import networkx as nx
 
@@ -22,6 +26,8 @@ from flowc.model.plan import receiver_key, sender_key
 from flowc.passes._channel_index import channel_index, placed_numa
 
 Vertex = tuple[str, ...]
+#: A graph's successors or predecessors as networkx keeps them: vertex → neighbour → edge key → attributes.
+Adjacency = dict[Vertex, dict[Vertex, dict[str, dict[str, Any]]]]
 
 
 @dataclass(frozen=True, order=True)
@@ -56,36 +62,31 @@ class PlacementGraph:
 
     def numa_of(self, node: str, actor: str) -> int | None:
         """Return the NUMA domain an actor is bound to, or ``None`` when it is not bound to one."""
-        for pred in self._graph.predecessors(("actor", actor)):
-            if pred[0] == "numa" and pred[1] == node:
-                return pred[2]
-        return None
+        return self._hosts[0].get((node, actor))
 
     def links(self) -> list[Link]:
         """Return every producer → consumer hop, sorted.
 
         A consumer is reached from a channel through a ``reads`` edge, or through one ``route`` edge to the same
         channel on another node and a ``reads`` edge there (at most two edges: a link crosses at most one route,
-        as the plan records one). The view holds no ``writes`` edges, so a path stops at the first actor.
+        as the plan records one). The search follows no ``writes`` edge, so a path stops at the first actor.
         """
-        # A graph of its own, not a filtered view: a view counts its vertices by filtering them on every search.
-        reading = nx.DiGraph()
-        reading.add_edges_from((u, v, {"route": kind[6:] if kind.startswith("route:") else None})
-                               for u, v, kind in self._graph.edges(keys=True)
-                               if kind == "reads" or kind.startswith("route:"))
-        found: set[Link] = set()
-        for writer, channel, kind in self._graph.edges(keys=True):
-            if kind != "writes" or writer[0] != "actor":
+        succ = self._graph._succ  # vertex → successor → edge keys, searched once per channel
+        node_of = self._hosts[1]
+        reached: dict[Vertex, list[tuple[tuple[str, str], str | None]]] = {}
+        found: set[tuple[str, tuple[str, str], tuple[str, str], str | None]] = set()
+        for writer, written in succ.items():
+            if writer[0] != "actor":
                 continue
-            producer = (self._node_of(writer[1]), writer[1])
-            if channel not in reading:
-                continue
-            for reader, path in nx.single_source_shortest_path(reading, channel, cutoff=2).items():
-                if reader[0] != "actor":
+            for channel, kinds in written.items():
+                if "writes" not in kinds:
                     continue
-                route = reading.edges[path[0], path[1]]["route"]
-                found.add(Link(channel[2], producer, (path[-2][1], reader[1]), route))
-        return sorted(found, key=lambda link: (link.channel, link.producer, link.consumer, link.route or ""))
+                consumers = reached.get(channel)
+                if consumers is None:
+                    consumers = reached[channel] = _consumers(succ, channel)
+                producer = (node_of[writer[1]], writer[1])
+                found.update((channel[2], producer, consumer, route) for consumer, route in consumers)
+        return [Link(*hop) for hop in sorted(found, key=lambda hop: (hop[0], hop[1], hop[2], hop[3] or ""))]
 
     def start_stages(self, node: str) -> dict[str, int]:
         """Return the start stage of every process on ``node``: its actors and its route ends.
@@ -107,15 +108,14 @@ class PlacementGraph:
         """Every node's start stages, from one condensation of the whole dataflow.
 
         A process writes only to channels of its own node, so each node's processes form components of their
-        own, and topological generations number each component on its own: one pass over all nodes gives every
-        node the stages a pass over that node alone would (a thousand small graphs cost more than one large).
+        own, and the stages number each component on its own: one pass over all nodes gives every node the
+        stages a pass over that node alone would (a thousand small graphs cost more than one large).
         """
-        succ = self._graph.succ  # vertex → successor → edge keys
+        succ = self._graph._succ  # vertex → successor → edge keys
         owner: dict[Vertex, str] = {}
-        for vertex in self._graph:
+        for vertex, out in succ.items():
             if vertex[0] == "node":
-                owner.update((process, vertex[1]) for process in succ[vertex]
-                             if process[0] in ("actor", "receiver", "sender"))
+                owner.update((process, vertex[1]) for process in out if process[0] in ("actor", "receiver", "sender"))
         flow = nx.DiGraph()
         flow.add_nodes_from(owner)
         flow.add_edges_from((process, reader) for process in owner
@@ -129,11 +129,59 @@ class PlacementGraph:
                     stages.setdefault(owner[vertex], {})[_process_key(vertex)] = stage
         return {node: dict(sorted(found.items())) for node, found in stages.items()}
 
+    @functools.cached_property
+    def _hosts(self) -> tuple[dict[tuple[str, str], int], dict[str, str]]:
+        """``(node, actor)`` → the NUMA domain hosting the actor, and actor → the node of its first host."""
+        numa: dict[tuple[str, str], int] = {}
+        node: dict[str, str] = {}
+        for vertex, hosts in self._graph._pred.items():
+            if vertex[0] != "actor":
+                continue
+            for host in hosts:
+                if host[0] == "numa":
+                    numa.setdefault((host[1], vertex[1]), host[2])
+                if host[0] in ("numa", "machine"):
+                    node.setdefault(vertex[1], host[1])
+        return numa, node
+
     def _node_of(self, actor: str) -> str:
-        for pred in self._graph.predecessors(("actor", actor)):
-            if pred[0] in ("numa", "machine"):
-                return pred[1]
-        raise KeyError(actor)
+        return self._hosts[1][actor]
+
+
+def _consumers(succ: Adjacency, channel: Vertex) -> list[tuple[tuple[str, str], str | None]]:
+    """Return ``((node, actor), route)`` for every actor that reads ``channel``, here or across one route.
+
+    A breadth-first search of at most two ``reads`` or ``route`` edges; each actor is reached first by its
+    shortest path, and a route edge between two channels names the last route added between them.
+    """
+    seen = {channel}
+    first: list[tuple[Vertex, str | None]] = []
+    for vertex, kinds in succ[channel].items():
+        hop = _hop(kinds)
+        if hop is not False and vertex not in seen:
+            seen.add(vertex)
+            first.append((vertex, hop))
+    found = [((channel[1], vertex[1]), route) for vertex, route in first if vertex[0] == "actor"]
+    for via, route in first:
+        if via[0] != "channel":  # only a channel starts a reads or route edge
+            continue
+        for vertex, kinds in succ[via].items():
+            if vertex not in seen and _hop(kinds) is not False:
+                seen.add(vertex)
+                if vertex[0] == "actor":
+                    found.append(((via[1], vertex[1]), route))
+    return found
+
+
+def _hop(kinds: dict[str, dict[str, Any]]) -> str | None | bool:
+    """The route an edge's keys carry a search over (``None``: a ``reads`` edge), or ``False`` for neither."""
+    hop: str | None | bool = False
+    for kind in kinds:
+        if kind == "reads":
+            hop = None
+        elif kind.startswith("route:"):
+            hop = kind[6:]
+    return hop
 
 
 def _process_key(vertex: Vertex) -> str:
@@ -155,23 +203,25 @@ def place(spec: ir.Spec, ctx: Context) -> PlacementGraph:
         The graph wrapper.
     """
     graph = nx.MultiDiGraph()
+    vertex, edge = _builder(graph)
     index = channel_index(spec)
     for node in spec.nodes:
-        graph.add_node(("machine", node.name))
-        graph.add_node(("node", node.name))
+        machine, runner = ("machine", node.name), ("node", node.name)
+        vertex(machine)
+        vertex(runner)
         for domain in node.numa:
-            graph.add_edge(("machine", node.name), ("numa", node.name, domain.id), key="contains")
+            edge(machine, ("numa", node.name, domain.id), "contains")
         for placement in node.placements:
             numa = placed_numa(node, placement)
-            parent = ("numa", node.name, numa) if numa is not None else ("machine", node.name)
-            graph.add_edge(parent, ("actor", placement.actor), key="hosts")
-            graph.add_edge(("node", node.name), ("actor", placement.actor), key="runs")
+            parent = ("numa", node.name, numa) if numa is not None else machine
+            edge(parent, ("actor", placement.actor), "hosts")
+            edge(runner, ("actor", placement.actor), "runs")
     for (node, channel), actors in index.writers.items():
         for actor in actors:
-            graph.add_edge(("actor", actor), ("channel", node, channel), key="writes")
+            edge(("actor", actor), ("channel", node, channel), "writes")
     for (node, channel), actors in index.readers.items():
         for actor in actors:
-            graph.add_edge(("channel", node, channel), ("actor", actor), key="reads")
+            edge(("channel", node, channel), ("actor", actor), "reads")
     nodes = {node.name for node in spec.nodes}
     for route in spec.routes:
         source = ("channel", route.source_node, route.channel)
@@ -179,10 +229,34 @@ def place(spec: ir.Spec, ctx: Context) -> PlacementGraph:
             if target not in nodes or target == route.source_node:
                 continue
             far = ("channel", target, route.channel)
-            graph.add_edge(source, far, key=f"route:{route.name}")
+            edge(source, far, f"route:{route.name}")
             sender, receiver = ("sender", route.source_node, route.name, target), ("receiver", target, route.name)
-            graph.add_edge(("node", route.source_node), sender, key="runs")
-            graph.add_edge(source, sender, key="reads")
-            graph.add_edge(("node", target), receiver, key="runs")
-            graph.add_edge(receiver, far, key="writes")
+            edge(("node", route.source_node), sender, "runs")
+            edge(source, sender, "reads")
+            edge(("node", target), receiver, "runs")
+            edge(receiver, far, "writes")
     return PlacementGraph(spec, graph)
+
+
+def _builder(graph: nx.MultiDiGraph) -> tuple[Callable[[Vertex], None], Callable[[Vertex, Vertex, str], None]]:
+    """Return ``add_node`` and keyed ``add_edge`` for a new, empty graph: the same graph, without attributes, sooner.
+
+    A large topology adds tens of thousands of edges, and networkx's ``add_edge`` costs more per call (defaults,
+    attribute merging, cache clearing) than filling the adjacency dicts as it does; ``tests/test_passes.py`` holds
+    the graph equal to one built with ``add_edge``.
+    """
+    succ, pred, attrs = graph._succ, graph._pred, graph._node
+
+    def vertex(v: Vertex) -> None:
+        if v not in succ:
+            succ[v], pred[v], attrs[v] = {}, {}, {}
+
+    def edge(u: Vertex, v: Vertex, key: str) -> None:
+        vertex(u)
+        vertex(v)
+        keys = succ[u].get(v)
+        if keys is None:
+            keys = succ[u][v] = pred[v][u] = {}
+        keys.setdefault(key, {})
+
+    return vertex, edge

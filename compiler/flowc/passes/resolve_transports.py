@@ -53,12 +53,16 @@ def resolve_transports(graph: PlacementGraph, ctx: Context) -> Plan:
     for key in index.channel_keys():
         keys_by_node.setdefault(key[0], []).append(key)
     nodes = {}
+    cpusets: dict[tuple[int, ...], str] = {}  # nodes alike pin their actors alike
     for node in spec.nodes:
         declared = {c.name: c for c in node.channels}
         actors = {}
         for p in node.placements:
             actor = index.actors[p.actor]
-            actors[p.actor] = ActorPlan(role=actor.role, cpus=p.cpus, cpuset=format_cpuset(p.cpus),
+            cpuset = cpusets.get(cpus := tuple(p.cpus))
+            if cpuset is None:
+                cpuset = cpusets[cpus] = format_cpuset(cpus)
+            actors[p.actor] = ActorPlan(role=actor.role, cpus=p.cpus, cpuset=cpuset,
                                         numa=graph.numa_of(node.name, p.actor), inputs=actor.inputs,
                                         outputs=actor.outputs, command=actor.command, run=actor.run,
                                         params=dict(actor.params), env=dict(actor.env),
@@ -72,9 +76,11 @@ def resolve_transports(graph: PlacementGraph, ctx: Context) -> Plan:
             numa_topology={str(d.id): d.cpus for d in node.numa},
             actors=actors, channels=channels, start_stages=graph.start_stages(node.name),
             bridge_cpus=node.bridge_cpus, metrics=metrics[node.name])
-    return Plan(source=_basename(spec.path), tasks={t.name: plan_task(t) for t in spec.tasks}, nodes=nodes,
-                routes=routes, links=tuple(links),
-                target_settings={name: dict(section) for name, section in spec.target_settings.items()})
+    # Every part is a model validated as it was built, so the whole is assembled without validating it again (a
+    # node's validator would run a second time).
+    return Plan.model_construct(
+        source=_basename(spec.path), tasks={t.name: plan_task(t) for t in spec.tasks}, nodes=nodes, routes=routes,
+        links=tuple(links), target_settings={name: dict(section) for name, section in spec.target_settings.items()})
 
 
 def _channel(key, declared, index, actors: dict[str, ActorPlan]) -> ChannelPlan:
