@@ -207,3 +207,30 @@ def test_property_builds_replace_only_their_output(tmp_path_factory: pytest.Temp
             pytest.fail(f"a build of {name!r} beside {sorted(others)} failed")
         assert drift(artifacts, parent / name) == []
         assert sorted(p.name for p in parent.iterdir()) == sorted({name, *others})
+
+
+def test_a_large_output_written_by_several_threads_is_complete_and_exact(tmp_path: Path) -> None:
+    from flowc.emit import writer
+
+    count = writer.PARALLEL_WRITE_MIN_FILES + 37
+    artifacts = [Artifact(f"n{i % 50}/sub/f{i}", f"file {i}\n".encode(), executable=i % 7 == 0) for i in range(count)]
+    write_output(artifacts, tmp_path / "out")
+    for artifact in artifacts:
+        path = tmp_path / "out" / artifact.path
+        assert path.read_bytes() == artifact.content
+        assert path.stat().st_mode & 0o777 == (0o755 if artifact.executable else 0o644)
+    assert sum(1 for p in (tmp_path / "out").rglob("*") if p.is_file()) == count + 1  # and the manifest
+
+
+def test_a_thread_that_fails_fails_the_build_and_leaves_the_previous_output(tmp_path: Path) -> None:
+    from flowc.emit import writer
+
+    out = tmp_path / "out"
+    write_output([Artifact("keep.txt", b"previous\n")], out)
+    count = writer.PARALLEL_WRITE_MIN_FILES * 2
+    artifacts = [Artifact(f"d{i % 9}/f{i}", b"x") for i in range(count)]
+    artifacts.append(Artifact(f"d{(count - 1) % 9}/f{count - 1}", b"twice"))  # the last run creates it twice
+    with pytest.raises(OutputError, match="cannot write"):
+        write_output(artifacts, out)
+    assert sorted(p.name for p in out.iterdir()) == ["flowc", "keep.txt"]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".flowc-new")]
