@@ -159,15 +159,16 @@ class _ReceiverRun:
     def run(self) -> BridgeStats:
         try:
             self._open()
-            poller = zmq.Poller()
-            poller.register(self.sock, zmq.POLLIN)
-            poller.register(self.monitor, zmq.POLLIN)
+            sock, monitor = self.sock, self.monitor
             while not self.stop.is_set():
                 wait = _POLL_S if not self.unacked else max(0.0, self.last_ack + ACK_INTERVAL_S - time.monotonic())
-                ready = dict(poller.poll(math.ceil(wait * 1000)))  # 0 would turn the wait into a busy loop
-                if self.monitor in ready:
+                # The wait is on the data socket alone: with the monitor in the same poll, every message took
+                # ~30 µs longer to arrive (measured: raw pyzmq ROUTER p50 93–102 µs against 66–72 at 20k msgs/s).
+                # Connection events only feed counters, so the monitor is read after each wake-up instead.
+                ready = sock.poll(math.ceil(wait * 1000))  # 0 would turn the wait into a busy loop
+                if monitor.get(zmq.EVENTS) & zmq.POLLIN:
                     self._events()
-                if self.sock in ready:
+                if ready:
                     self._drain()
                 if self.unacked and time.monotonic() - self.last_ack >= ACK_INTERVAL_S:
                     self._ack()
