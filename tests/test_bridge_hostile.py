@@ -352,6 +352,26 @@ def test_a_sender_too_large_for_the_receiving_ring_stops_with_the_reason(receive
     assert run.delivered == [] and run.thread.is_alive()
 
 
+@pytest.mark.parametrize("compression", ["none", "lz4"])
+def test_a_message_as_large_as_the_receiving_ring_takes_travels_in_one_frame(receiver, compression: str) -> None:
+    """Data goes as one frame, header included: the receiver's frame limit leaves room for the header."""
+    run = receiver(compression, max_message=1000)
+    messages = [os.urandom(1000), os.urandom(999), b"x" * 1000]  # incompressible ones travel raw, at full size
+    sent = iter(messages)
+    stop = threading.Event()
+    sender = Sender(run.endpoint, ROUTE, compression, heartbeat_s=0.2, drain_timeout_s=2.0, auth=SOURCE_KEYS)
+    thread = threading.Thread(target=sender.run, args=(lambda timeout: next(sent, None) or time.sleep(timeout), stop),
+                              daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: len(run.delivered) == len(messages), "the three messages")
+    finally:
+        stop.set()
+        thread.join(DEADLINE_S)
+    assert run.delivered == messages
+    assert run.stats.disconnects == 0 and run.stats.rejected == 0
+
+
 def test_state_file_planted_as_a_link_is_refused(tmp_path) -> None:
     victim = tmp_path / "victim"
     victim.write_bytes(b"precious")
@@ -419,11 +439,16 @@ def frames(draw) -> list[bytes]:
         head[index] = value
     if draw(st.integers(0, 9)) == 0:
         head = head[: draw(st.integers(0, 23))] or head + b"\0"
-    return [bytes(head), draw(PAYLOADS)]
+    payload = draw(PAYLOADS)
+    if draw(st.booleans()):  # header and payload in one frame, as data travels
+        return [bytes(head) + payload]
+    return [bytes(head), payload]
 
 
 def expected_reason(parts: list[bytes]) -> str:
     """The reason the protocol gives a stranger's message (one the real sender's session never has)."""
+    if len(parts) == 1 and len(parts[0]) >= HEADER.size:  # one frame: the header, then the payload
+        parts = [parts[0][:HEADER.size], parts[0][HEADER.size:]]
     if len(parts) != 2 or len(parts[0]) != HEADER.size:
         return "malformed"
     version, kind, codec, *_ = HEADER.unpack(parts[0])

@@ -4,8 +4,11 @@ The wire is ZeroMQ (a DEALER connecting to a ROUTER), which gives framing, recon
 on top of it the bridge numbers messages, keeps the unacknowledged ones and resends them after a reconnect,
 so a route loses nothing that the sender took from its local channel.
 
-Protocol. Every ZeroMQ message is two frames: a 24-byte header (version, kind, codec, epoch, session, sequence) and
-a payload. A sender run has a random 64-bit *session* and numbers its messages 1, 2, 3, … Each (re)connection is an
+Protocol. Every message is a 24-byte header (version, kind, codec, epoch, session, sequence) and a payload: data
+(``DATA``, ``BATCH``) travels as one ZeroMQ frame holding both, everything else as two frames, the header and the
+payload, so that a peer of another protocol version can still read a ``HELLO`` and refuse it by name. A receiver
+reads either shape. (CURVE encrypts every frame on its own: a second frame per message cost ~12 µs of latency at
+20k msgs/s.) A sender run has a random 64-bit *session* and numbers its messages 1, 2, 3, … Each (re)connection is an
 *epoch*: the sender sends ``HELLO`` (its route, codec and first unacknowledged sequence), the receiver answers
 ``WELCOME`` with the next sequence it expects (and, as its payload, the largest frame it reads: the sender stops
 with :class:`BridgeError` rather than send a larger one), and the sender streams ``DATA`` from there. The receiver
@@ -486,8 +489,9 @@ class _SenderRun:
                 for _seq, codec, data, _size in due:
                     parts += (pack(codec, len(data)), data)
                 payload = b"".join(parts)
+            frame = header + payload  # one frame: CURVE boxes each frame, so a second one cost ~12 µs a message
             try:
-                self.sock.send_multipart([header, payload], zmq.NOBLOCK, copy=len(payload) < 65536)
+                self.sock.send(frame, zmq.NOBLOCK, copy=len(frame) < 65536)
             except zmq.Again:
                 self.blocked = True
                 return

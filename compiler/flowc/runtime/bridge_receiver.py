@@ -56,6 +56,10 @@ _POLL_S = 0.05  # longest the loop waits before it looks at ``stop`` again
 #: Deliveries are acknowledged after ``ack_every`` of them or this many seconds, whichever comes first: one ACK
 #: per message would double the route's traffic (and its CPU) for no gain, since the sender's window is large.
 ACK_INTERVAL_S = 0.002
+#: What a CURVE ``MESSAGE`` command adds to a frame, which libzmq counts against ``MAXMSGSIZE``: its name with a
+#: length byte (8), a nonce (8), the box's MAC (16) and a flags byte (1). Without it a message within 33 bytes of
+#: the receiving ring's largest could never arrive: the connection dropped and the sender resent it for ever.
+CURVE_MESSAGE_OVERHEAD = 33
 #: Largest message a receiver delivers unless told otherwise (the launcher passes the ring's own limit).
 DEFAULT_MAX_MESSAGE = 1 << 20
 #: Most (session, epoch) pairs a receiver remembers having asked to resync; the oldest is forgotten first.
@@ -193,8 +197,9 @@ class _ReceiverRun:
         self.sock.setsockopt(zmq.LINGER, 100)
         # ZeroMQ reads a frame's length before its body: a longer frame closes the connection unread, so a
         # stranger cannot make this process allocate more than one message. The payload is never larger
-        # than the message (the sender sends raw what would not shrink); the header is 24 bytes.
-        self.sock.setsockopt(zmq.MAXMSGSIZE, self.frame_limit)
+        # than the message (the sender sends raw what would not shrink); data frames carry the 24-byte header too,
+        # and under CURVE libzmq counts the encrypted command's own bytes against the limit as well.
+        self.sock.setsockopt(zmq.MAXMSGSIZE, self.frame_limit + HEADER.size + CURVE_MESSAGE_OVERHEAD)
         self.sock.setsockopt(zmq.RCVHWM, max(16, min(1000, _INBOUND_QUEUE_BYTES // self.cfg.max_message)))
         self.sock.setsockopt(zmq.HANDSHAKE_IVL, max(1, int(self.cfg.handshake_s * 1000)))
         if self.cfg.auth is not None:
@@ -281,7 +286,10 @@ class _ReceiverRun:
                 frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
             except zmq.Again:
                 return
-            if len(frames) == 3 and len(frames[1]) == HEADER.size:
+            if len(frames) == 2 and len(frames[1]) >= HEADER.size:  # header and payload in one frame (data)
+                stats.bytes_on_wire += len(frames[1])
+                self._handle(frames[0], *HEADER.unpack_from(frames[1]), frames[1][HEADER.size:])
+            elif len(frames) == 3 and len(frames[1]) == HEADER.size:  # header and payload apart (control)
                 stats.bytes_on_wire += HEADER.size + len(frames[2])
                 self._handle(frames[0], *HEADER.unpack(frames[1]), frames[2])
             else:

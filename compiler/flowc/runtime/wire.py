@@ -18,8 +18,9 @@ import struct
 import lz4.block
 import zstandard
 
-#: Protocol version: 2 added BATCH frames (a version-1 peer is refused with a REJECT naming both versions).
-VERSION = 2
+#: Protocol version: 2 added BATCH frames, 3 sends data as one frame (header and payload together); a peer of
+#: another version is refused with a REJECT naming both versions.
+VERSION = 3
 DATA, HELLO, WELCOME, ACK, HEARTBEAT, RESYNC, REJECT, BATCH = range(1, 9)
 CODECS = {"none": 0, "lz4": 1, "zstd": 2}
 HEADER = struct.Struct("!BBBxIQQ")  # version, kind, codec, (pad), epoch, session, sequence
@@ -34,7 +35,7 @@ _ZSTD_MIN_WINDOW = 1 << 10  # zstd's smallest window (ZSTD_WINDOWLOG_MIN)
 
 #: Why a receiver refuses a frame; the keys of :attr:`BridgeStats.rejects`.
 REASONS = (
-    "malformed",  # not two frames, a header of the wrong size, or a batch that is not 1 to MAX_RECORDS records
+    "malformed",  # not one or two frames, a header of the wrong size, or a batch that is not 1 to MAX_RECORDS records
     "version",  # another protocol version
     "kind",  # a kind only a receiver sends, or no kind at all
     "route",  # a HELLO for another route
