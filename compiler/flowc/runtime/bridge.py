@@ -333,6 +333,8 @@ class _SenderRun:
                 self._keepalive()
                 if not self._pull():
                     self._read(self._idle_wait())
+                elif self.streaming:
+                    self._transmit()  # at once: what just came is sent before the loop's bookkeeping
         finally:
             self._close()
             self.ctx.term()
