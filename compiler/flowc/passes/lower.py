@@ -261,11 +261,11 @@ class _Lowerer:
 
 def _whole(fields: dict[str, Any]) -> dict[str, Any]:
     """Turn integral floats into ints: JSON Schema counts ``1.0`` as an integer, the IR wants ``1``."""
-    return {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in fields.items()}
+    return {k: _integral(v) for k, v in fields.items()}
 
 
 def _integral(value: Any) -> Any:
-    """One value as :func:`_whole` turns it."""
+    """An integral float as an int (JSON Schema counts ``1.0`` as an integer); any other value as it is."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
