@@ -33,7 +33,7 @@ class _CachedDumper(_Dumper):  # type: ignore[misc, valid-type]
 
     def resolve(self, kind: type, value: Any, implicit: Any) -> str:
         """Return the tag PyYAML's resolver gives ``value``, from the cache when it was asked before."""
-        if kind is not ScalarNode or self.yaml_path_resolvers:
+        if kind is not ScalarNode:
             return super().resolve(kind, value, implicit)
         if not implicit[0]:
             return self.DEFAULT_SCALAR_TAG

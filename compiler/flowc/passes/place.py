@@ -144,9 +144,6 @@ class PlacementGraph:
                     node.setdefault(vertex[1], host[1])
         return numa, node
 
-    def _node_of(self, actor: str) -> str:
-        return self._hosts[1][actor]
-
 
 def _consumers(succ: Adjacency, channel: Vertex) -> list[tuple[tuple[str, str], str | None]]:
     """Return ``((node, actor), route)`` for every actor that reads ``channel``, here or across one route.
