@@ -38,6 +38,11 @@ PYTHON_PEER = Path(__file__).resolve().parent / "ring_peer_python.py"
 DATA_WAITERS = 196
 #: docs/ring-abi.md 2.1: how many producers sleep on the space doorbell (``u32``); above 0, a producer is blocked.
 SPACE_WAITERS = 260
+#: docs/ring-abi.md 2.3, shared rings: offsets in a consumer line of ``taken`` (line 0: the group's next position
+#: to hand out, ``u64``), ``holding`` (the position this consumer took and is copying, ``u64``; 2^64 - 1: none) and
+#: ``holder_pid`` (``i32``). Line 0's ``cursor`` (offset 0) is the group's release position.
+TAKEN, HOLDING, HOLDER_PID = 24, 32, 40
+NOT_HOLDING = (1 << 64) - 1
 _ring_numbers = itertools.count()
 
 # One program with a mode per use: `recv`/`send` exchange checkable messages (as `message` of ring_peer_python.py),
@@ -421,13 +426,14 @@ def ring_maker(prefix: str) -> Iterator[Callable[..., Ring]]:
         prefix: The start of their names.
 
     Yields:
-        ``make(buffer_size=4096, producers=1, consumers=1, policy="backpressure") -> Ring``.
+        ``make(buffer_size=4096, producers=1, consumers=1, policy="backpressure", delivery="broadcast") -> Ring``.
     """
     rings: list[Ring] = []
 
-    def make(buffer_size: int = 4096, producers: int = 1, consumers: int = 1, policy: str = "backpressure") -> Ring:
+    def make(buffer_size: int = 4096, producers: int = 1, consumers: int = 1, policy: str = "backpressure",
+             delivery: str = "broadcast") -> Ring:
         ring = Ring.create(f"{prefix}-{os.getpid()}-{next(_ring_numbers)}", buffer_size, producers, consumers,
-                           policy=policy)
+                           policy=policy, delivery=delivery)
         rings.append(ring)
         return ring
 
@@ -446,6 +452,21 @@ def peek_u32(ring_name: str, offset: int) -> int:
         return struct.unpack("<I", os.pread(fd, 4, offset))[0]
     finally:
         os.close(fd)
+
+
+def peek_u64(ring_name: str, offset: int) -> int:
+    """A ``u64`` of the segment ``/dev/shm/<ring_name>`` at ``offset``, read as another process sees it."""
+    fd = os.open(f"/dev/shm/{ring_name}", os.O_RDONLY)
+    try:
+        return struct.unpack("<Q", os.pread(fd, 8, offset))[0]
+    finally:
+        os.close(fd)
+
+
+def consumer_line(ring: Ring, index: int) -> int:
+    """The byte offset of consumer line ``index`` of ``ring`` (docs/ring-abi.md 2.3)."""
+    producers = len(ring.stats()["sent_per_producer"])
+    return 384 + 64 * (producers + index)
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:

@@ -2,12 +2,19 @@
 
 Python↔C is in ``test_ring_c.py`` and Python↔Rust in ``test_ring_rust.py``; here a C producer feeds a Rust consumer
 and a Rust producer feeds a C consumer, through a small ring that wraps many times, with the largest message.
+
+On a shared ring (``delivery: shared``) a C and a Rust consumer of one group release records in claim order and
+watch each other's liveness through their lines' ``holding`` and ``holder_pid`` (docs/ring-abi.md section 12): each
+waits for the other while it is alive, and releases the record of one that died holding it, counting it dropped.
 """
 
 from __future__ import annotations
 
 import secrets
+import signal
+import struct
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,7 +23,22 @@ import pytest
 
 from flowc.runtime.ring import Ring
 from ring_peer_python import message
-from ring_peers import actor_env, c_peer, frames, rust_programs, unframe
+from ring_peers import (
+    HOLDER_PID,
+    HOLDING,
+    NOT_HOLDING,
+    SPACE_WAITERS,
+    TAKEN,
+    actor_env,
+    c_peer,
+    consumer_line,
+    frames,
+    peek_u32,
+    peek_u64,
+    rust_programs,
+    unframe,
+    wait_until,
+)
 
 COUNT = 1500
 TIMEOUT_S = 60
@@ -74,3 +96,124 @@ def test_rust_producer_to_c_consumer(peer: Path, programs: SimpleNamespace, ring
     out, err = consumer.communicate(timeout=TIMEOUT_S)
     assert consumer.returncode == 0, out + err
     assert out.split()[:2] == ["ok", str(COUNT)], "the C consumer checked every message"
+
+
+# ---------------------------------------------------------------- shared delivery: holders in C and in Rust
+
+#: Five small messages: no wrap, so record i starts at the sum of the sizes before it.
+HELD = [b"m0 held by a process that is not a consumer", b"m1", b"m2 and some more", b"m3", b"m4"]
+
+
+def start_shared_consumer(peer: Path, programs: SimpleNamespace, impl: str, ring: Ring, index: int,
+                          tmp_path: Path) -> SimpleNamespace:
+    """Start consumer ``index`` of ``impl`` (``c`` or ``rust``), writing frames until the ring is closed and drained."""
+    out = tmp_path / f"{impl}-{index}.frames"
+    argv = ([str(peer), "dump", ring.name, str(index), "0"] if impl == "c"
+            else [str(programs.consumer), "--timeout", "20"])
+    with open(out, "wb") as sink:
+        proc = subprocess.Popen(argv, env=actor_env(ring.name, index, "inputs"), stdout=sink, stderr=subprocess.PIPE)
+    return SimpleNamespace(proc=proc, out=out)
+
+
+@pytest.fixture
+def held_ring() -> Iterator[SimpleNamespace]:
+    """A closed shared ring (3 consumers) holding :data:`HELD`, whose first record consumer 2 took and holds.
+
+    ``taken`` is past that record, the release position still at 0, and consumer 2's ``holder_pid`` is a live
+    ``sleep`` process that is no consumer at all.
+
+    Yields:
+        ``ring``, ``holder`` (the sleep process: kill it to make the holder die), ``pos`` (each record's position).
+    """
+    made = Ring.create(f"flowc-crust-{secrets.token_hex(6)}", 4096, 1, 3, delivery="shared")
+    holder = subprocess.Popen(["sleep", "120"])
+    try:
+        tx = made.producer(0)
+        for data in HELD:
+            assert tx.send(data, timeout=5)
+        made.close_writers()  # consumers drain what is published, then finish
+        pos = [0]
+        for data in HELD:
+            pos.append(pos[-1] + 8 + (len(data) + 7) // 8 * 8)
+        with open(f"/dev/shm/{made.name}", "r+b") as segment:
+            for offset, fmt, value in [(consumer_line(made, 2) + HOLDING, "<Q", 0),
+                                       (consumer_line(made, 2) + HOLDER_PID, "<i", holder.pid),
+                                       (consumer_line(made, 0) + TAKEN, "<Q", pos[1])]:
+                segment.seek(offset)
+                segment.write(struct.pack(fmt, value))
+        yield SimpleNamespace(ring=made, holder=holder, pos=pos)
+    finally:
+        holder.kill()
+        holder.wait()
+        made.close()
+        Ring.unlink(made.name)
+
+
+def holding(ring: Ring, index: int) -> int:
+    """Consumer ``index``'s ``holding`` word, as the other processes see it."""
+    return peek_u64(ring.name, consumer_line(ring, index) + HOLDING)
+
+
+ORDERS = pytest.mark.parametrize("first,second", [("rust", "c"), ("c", "rust")])
+
+
+@ORDERS
+def test_shared_consumers_of_both_implementations_wait_for_a_live_holder(
+        peer: Path, programs: SimpleNamespace, held_ring: SimpleNamespace, tmp_path: Path, first: str,
+        second: str) -> None:
+    """Each consumer waits to release behind a live holder; a dead holder's record is skipped, a live one's not.
+
+    Once the holder of m0 dies one of the two releases m0 on its behalf (dropped once), and each releases and
+    delivers the record it took itself: the other never skips the record of a live consumer.
+    """
+    ring, pos = held_ring.ring, held_ring.pos
+    a = start_shared_consumer(peer, programs, first, ring, 0, tmp_path)
+    wait_until(lambda: holding(ring, 0) == pos[1], f"the {first} consumer to take m1")
+    wait_until(lambda: peek_u32(ring.name, SPACE_WAITERS) >= 1, f"the {first} consumer to sleep on the space doorbell")
+    b = start_shared_consumer(peer, programs, second, ring, 1, tmp_path)
+    wait_until(lambda: holding(ring, 1) == pos[2], f"the {second} consumer to take m2")
+    time.sleep(0.05)  # several liveness checks: the holder is alive, both keep waiting
+    assert a.proc.poll() is None and b.proc.poll() is None
+    assert peek_u64(ring.name, consumer_line(ring, 0)) == 0, "nothing released past a live holder"
+    assert ring.stats()["dropped"] == 0
+    assert peek_u32(ring.name, consumer_line(ring, 0) + HOLDER_PID) == a.proc.pid
+    assert peek_u32(ring.name, consumer_line(ring, 1) + HOLDER_PID) == b.proc.pid
+    held_ring.holder.kill()
+    held_ring.holder.wait()
+    got = []
+    for consumer in (a, b):
+        _, err = consumer.proc.communicate(timeout=30)
+        assert consumer.proc.returncode == 0, err.decode()
+        got.append(unframe(consumer.out.read_bytes()))
+    assert got[0][0] == HELD[1] and got[1][0] == HELD[2], "each delivered the record it held"
+    assert sorted(got[0] + got[1]) == sorted(HELD[1:]), "the rest exactly once"
+    stats = ring.stats()
+    assert stats["dropped"] == 1 and stats["received"] == 4 and not stats["broken"]
+    assert stats["received_per_consumer"] == [len(got[0]), len(got[1]), 0]
+    assert [holding(ring, j) for j in range(2)] == [NOT_HOLDING] * 2
+    assert peek_u64(ring.name, consumer_line(ring, 0)) == pos[-1], "the group released everything"
+
+
+@ORDERS
+def test_a_shared_consumer_killed_holding_a_record_is_skipped_by_the_other_implementation(
+        peer: Path, programs: SimpleNamespace, held_ring: SimpleNamespace, tmp_path: Path, first: str,
+        second: str) -> None:
+    """The first consumer dies while it holds m1; the second releases m0 and m1 on behalf of their dead holders."""
+    ring, pos = held_ring.ring, held_ring.pos
+    a = start_shared_consumer(peer, programs, first, ring, 0, tmp_path)
+    wait_until(lambda: holding(ring, 0) == pos[1], f"the {first} consumer to take m1")
+    a.proc.send_signal(signal.SIGKILL)
+    assert a.proc.wait(timeout=30) == -signal.SIGKILL
+    b = start_shared_consumer(peer, programs, second, ring, 1, tmp_path)
+    wait_until(lambda: holding(ring, 1) == pos[2], f"the {second} consumer to take m2")
+    time.sleep(0.05)
+    assert b.proc.poll() is None and ring.stats()["dropped"] == 0, "it waits while m0's holder lives"
+    held_ring.holder.kill()
+    held_ring.holder.wait()
+    _, err = b.proc.communicate(timeout=30)
+    assert b.proc.returncode == 0, err.decode()
+    assert unframe(b.out.read_bytes()) == HELD[2:]
+    stats = ring.stats()
+    assert stats["dropped_per_consumer"] == [0, 2, 0] and stats["received_per_consumer"] == [0, 3, 0]
+    assert not stats["broken"]
+    assert peek_u64(ring.name, consumer_line(ring, 0)) == pos[-1]

@@ -6,6 +6,11 @@ two of the consumer's) under both policies through a ring small enough to wrap w
 message and one byte more, close and drain, a producer and a consumer killed mid-stream, and a header of another
 version. Messages are ``ring_peer_python.message(k, who, max_message)``: the consumers write what they receive as
 frames, and this file checks every byte, per-producer order, and the segment's counters (docs/ring-abi.md).
+
+Shared delivery (``delivery: shared``, section 12) mixes the implementations in one consumer group: a Python, a C
+and a Rust consumer share a ring fed by producers of each implementation, each message reaching exactly one of them;
+producers of each implementation on a small ring whose space consumers of the two others release; and a consumer of
+each implementation killed mid-stream while the others carry on.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from flowc.runtime import _ring
 from flowc.runtime.ring import Ring
 from ring_peer_python import message
 from ring_peers import (
+    DATA_WAITERS,
     PYTHON_PEER,
     SPACE_WAITERS,
     actor_env,
@@ -313,3 +319,106 @@ def test_a_header_of_another_version_is_refused(peers: SimpleNamespace, make_rin
         assert "not a valid flowc ring segment: unsupported version" in refused(proc)
     assert consumer.out.read_bytes() == b""
     assert peek_u32(ring.name, _ring.LAYOUT["version"]) == 2 and peek_u32(ring.name, _ring.LAYOUT["reserve"]) == 0
+
+
+# ---------------------------------------------------------------- shared delivery: one consumer group, mixed
+
+
+def shared_shares(got: list[list[bytes]], ring: Ring, producers: int, count: int) -> list[list[list[int]]]:
+    """Check the consumers' shares of a shared ring: each share in order per producer, every message once.
+
+    Args:
+        got: What each consumer received.
+        ring: The ring (its ``max_message`` sizes the messages).
+        producers: Number of producers.
+        count: Messages each producer sent.
+
+    Returns:
+        Each share's sequence numbers, per producer (every message checked byte for byte).
+    """
+    shares = [sequences(messages, ring, producers) for messages in got]
+    for share in shares:
+        assert all(a < b for s in share for a, b in itertools.pairwise(s)), "per-producer order within a consumer"
+    for who in range(producers):
+        assert sorted(k for share in shares for k in share[who]) == list(range(count)), "exactly once, none lost"
+    return shares
+
+
+@pytest.mark.parametrize("producer_impl", IMPLEMENTATIONS)
+def test_shared_delivery_gives_each_message_to_one_consumer_of_any_implementation(
+        peers: SimpleNamespace, make_ring: Callable[..., Ring], tmp_path: Path, producer_impl: str) -> None:
+    """Python, C and Rust consumers take turns on one shared ring fed by two producers through wraps."""
+    ring = make_ring(4096, 2, 3, delivery="shared")
+    group = ("rust", "c", "python")
+    readers = [start_consumer(peers, impl, ring, j, tmp_path, pace_us=100) for j, impl in enumerate(group)]
+    wait_until(lambda: peek_u32(ring.name, DATA_WAITERS) == len(group), "every consumer to wait for data")
+    for writer in [start_producer(peers, producer_impl, ring, i, COUNT) for i in range(2)]:
+        finish(writer)
+    ring.close_writers()
+    got = [drained(reader) for reader in readers]
+    shared_shares(got, ring, 2, COUNT)
+    stats = ring.stats()
+    assert stats["received_per_consumer"] == [len(share) for share in got]
+    assert all(len(share) > 0 for share in got), f"every consumer took part: {[len(s) for s in got]}"
+    assert stats["sent_per_producer"] == [COUNT, COUNT] and stats["dropped"] == 0 and not stats["broken"]
+    assert stats["published_bytes"] > 50 * ring.buffer_size, "the ring wrapped around many times"
+
+
+@pytest.mark.parametrize("producer_impl", IMPLEMENTATIONS)
+def test_shared_delivery_producer_waits_for_consumers_of_the_other_implementations(
+        peers: SimpleNamespace, make_ring: Callable[..., Ring], tmp_path: Path, producer_impl: str) -> None:
+    """A 512-byte shared ring: the producers block until consumers of the two other implementations release."""
+    ring = make_ring(512, 2, 2, delivery="shared")
+    group = [impl for impl in IMPLEMENTATIONS if impl != producer_impl]
+    writers = [start_producer(peers, producer_impl, ring, i, COUNT) for i in range(2)]
+    wait_until(lambda: peek_u32(ring.name, SPACE_WAITERS) > 0, "a producer to sleep on the full ring")
+    readers = [start_consumer(peers, impl, ring, j, tmp_path) for j, impl in enumerate(group)]
+    for writer in writers:
+        finish(writer)
+    ring.close_writers()
+    got = [drained(reader) for reader in readers]
+    shared_shares(got, ring, 2, COUNT)
+    stats = ring.stats()
+    assert stats["received_per_consumer"] == [len(share) for share in got]
+    assert stats["backpressure_waits"] > 0 and stats["dropped"] == 0 and not stats["broken"]
+    assert stats["published_bytes"] > 200 * ring.buffer_size
+    # the group released everything: the producers' space check looks at consumer line 0's cursor alone
+    assert stats["cursor_per_consumer"][0] == stats["published_bytes"]
+
+
+def complete_frames(data: bytes) -> list[bytes]:
+    """The whole frames at the start of ``data``: a killed program's output may end inside one."""
+    messages, at = [], 0
+    while at + 4 <= len(data) and at + 4 + (size := struct.unpack_from("<I", data, at)[0]) <= len(data):
+        messages.append(data[at + 4:at + 4 + size])
+        at += 4 + size
+    return messages
+
+
+@pytest.mark.parametrize("killed", IMPLEMENTATIONS)
+def test_shared_consumer_killed_mid_stream_leaves_the_rest_to_the_others(
+        peers: SimpleNamespace, make_ring: Callable[..., Ring], tmp_path: Path, killed: str) -> None:
+    """SIGKILL one consumer of a mixed group: the others take the rest; nothing is delivered twice."""
+    ring = make_ring(4096, 1, 3, delivery="shared")
+    group = [killed, *(impl for impl in IMPLEMENTATIONS if impl != killed)]
+    readers = [start_consumer(peers, impl, ring, j, tmp_path, pace_us=PACE_US) for j, impl in enumerate(group)]
+    writer = start_producer(peers, "c", ring, 0, LONG)
+    wait_until(lambda: ring.stats()["received_per_consumer"][0] >= 100, "the first consumer to take 100 messages")
+    readers[0].proc.send_signal(signal.SIGKILL)
+    assert readers[0].proc.wait(timeout=WAIT_S) == -signal.SIGKILL
+    finish(writer)
+    ring.close_writers()
+    survivors = [drained(reader) for reader in readers[1:]]
+    shares = [sequences(messages, ring, 1)[0] for messages in survivors]
+    assert all(a < b for s in shares for a, b in itertools.pairwise(s)), "in order within each consumer"
+    taken = sorted(k for s in shares for k in s)
+    assert len(taken) == len(set(taken)), "no message twice"
+    # what the killed one wrote out before it died (its output is buffered: a part of what it took)
+    dead = set(sequences(complete_frames(readers[0].out.read_bytes()), ring, 1)[0])
+    assert not dead & set(taken), "nothing the killed consumer took went to another"
+    stats = ring.stats()
+    assert not stats["broken"] and stats["sent_per_producer"] == [LONG]
+    assert stats["received_per_consumer"][1:] == [len(s) for s in shares]
+    # each message was taken once: counted received, or dropped (its taker died copying it); the killed one may
+    # have released its last message and died before counting it
+    assert LONG - 1 <= stats["received"] + stats["dropped"] <= LONG

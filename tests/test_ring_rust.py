@@ -4,6 +4,7 @@ Rings are created by Python; the crate's two actor programs attach them by name 
 ``flowc-ring-producer`` sends the length-prefixed frames of its stdin, ``flowc-ring-consumer`` writes what it
 receives to stdout the same way. A corrupt segment must make them exit 1 with a reason, never die of a signal;
 SIGTERM makes them finish cleanly (the producer stops sending, the consumer drains what is pending) and exit 0.
+On a shared ring (``delivery: shared``) Rust and Python consumers form one group: each message reaches one of them.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from flowc.runtime.ring import Ring
 from ring_peers import (
     DATA_WAITERS,
     SPACE_WAITERS,
+    TAKEN,
     actor_env,
+    consumer_line,
     frames,
     peek_u32,
     ring_maker,
@@ -262,6 +265,80 @@ def test_many_producers_many_consumers(programs: SimpleNamespace, make_ring: Cal
         assert len(got) == 4500
         for p, sent in per_producer.items():  # in order per producer
             assert [m for m in got if struct.unpack_from("<I", m)[0] == p] == sent
+
+
+def one_each(shares: list[list[bytes]], per_producer: dict[int, list[bytes]]) -> None:
+    """Check a shared ring's consumers: each message in exactly one share, each producer's in order within one."""
+    for tag, sent in per_producer.items():
+        mine = [[m for m in got if struct.unpack_from("<I", m)[0] == tag] for got in shares]
+        assert sorted(m for share in mine for m in share) == sorted(sent), "every message exactly once"
+        for share in mine:  # the messages are distinct: a share is a subsequence of what was sent
+            taken = set(share)
+            assert share == [m for m in sent if m in taken], "in the producer's order"
+
+
+def test_shared_ring_python_producers_rust_and_python_consumers(programs: SimpleNamespace,
+                                                                make_ring: Callable[..., Ring],
+                                                                tmp_path: Path) -> None:
+    """Two Rust consumers and a Python one take turns on a shared ring that wraps; none is lost or doubled."""
+    ring = make_ring(1024, producers=2, consumers=3, delivery="shared")
+    per_producer = {p: [*payloads(1500, ring.max_message, tag=p), struct.pack("<II", p, 1500)] for p in range(2)}
+    consumers = [start_consumer(programs, ring, tmp_path, c, "--pace-us", "200") for c in (0, 1)]
+    wait_until(lambda: peek_u32(ring.name, DATA_WAITERS) >= 2, "the Rust consumers to wait for data")
+    python_got: list[bytes] = []
+    reader = threading.Thread(target=lambda: python_got.extend(python_drain(ring, 2)))
+    reader.start()
+    writers = [threading.Thread(target=lambda p=p: [ring.producer(p).send(m, timeout=STEP_S) for m in
+                                                     per_producer[p]]) for p in range(2)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=STEP_S * 2)
+    ring.close_writers()
+    reader.join(timeout=STEP_S)
+    shares = [finish_consumer(c) for c in consumers] + [python_got]
+    one_each(shares, per_producer)
+    assert all(shares[:2]), "both Rust consumers took part"
+    stats = ring.stats()
+    assert stats["received_per_consumer"] == [len(got) for got in shares]
+    assert stats["sent"] == 3002 and stats["dropped"] == 0 and not stats["broken"]
+    assert stats["published_bytes"] > 100 * ring.buffer_size
+
+
+def test_shared_ring_rust_producer_python_consumers(programs: SimpleNamespace, make_ring: Callable[..., Ring],
+                                                    tmp_path: Path) -> None:
+    """The Rust producer blocks on a full shared ring until the Python group releases space, through wraps."""
+    ring = make_ring(512, consumers=2, delivery="shared")
+    messages = [*payloads(2000, ring.max_message), struct.pack("<II", 0, 2000) + b"\x01" * (ring.max_message - 8)]
+    producer = start_producer(programs, ring, messages, tmp_path, 0, "--close")
+    wait_until(lambda: peek_u32(ring.name, SPACE_WAITERS) > 0, "the producer to sleep on the full ring")
+    shares: list[list[bytes]] = [[], []]
+    readers = [threading.Thread(target=lambda j=j: shares[j].extend(python_drain(ring, j))) for j in range(2)]
+    for reader in readers:
+        reader.start()
+    _, err = producer.communicate(timeout=STEP_S)
+    assert producer.returncode == 0, err.decode()
+    for reader in readers:
+        reader.join(timeout=STEP_S)
+    one_each(shares, {0: messages})
+    stats = ring.stats()
+    assert stats["received"] == len(messages) and stats["backpressure_waits"] > 0 and not stats["broken"]
+    assert stats["cursor_per_consumer"] == [stats["published_bytes"], 0], "the release position is line 0's cursor"
+
+
+@pytest.mark.parametrize(("field", "value", "why"), [
+    ("published", 1 << 40, "shared position more than a ring behind"),
+    ("taken", 64, "shared position ahead of the published position"),
+])
+def test_corrupt_shared_position_breaks_the_ring(programs: SimpleNamespace, make_ring: Callable[..., Ring],
+                                                 tmp_path: Path, field: str, value: int, why: str) -> None:
+    """Impossible shared positions make the Rust consumer mark the ring broken, as the C side sees."""
+    ring = make_ring(consumers=2, delivery="shared")
+    poke(ring, LAYOUT[field] if field == "published" else consumer_line(ring, 0) + TAKEN, "Q", value)
+    run = start_consumer(programs, ring, tmp_path, 1).proc
+    _, err = run.communicate(timeout=STEP_S)
+    assert run.returncode == 1 and f"ring broken: {why}".encode() in err, err.decode()
+    assert ring.stats()["broken"]
 
 
 def poke(ring: Ring, offset: int, fmt: str, value: int) -> None:

@@ -1,6 +1,7 @@
 """Shared delivery: each message of a ``delivery: shared`` channel goes to exactly one of its readers.
 
-Real rings in /dev/shm and real processes: producers number their messages, consumers record what they took.
+Real rings in /dev/shm and real processes: producers number their messages, consumers record what they took. The
+Rust crate's consumer program (``flowc-ring-consumer``) joins the Python consumers of a group too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 
 from flowc.pipeline import compile_source
 from flowc.runtime.ring import Ring, RingError
+from ring_peers import DATA_WAITERS, actor_env, peek_u32, rust_programs, unframe, wait_until
 
 CTX = mp.get_context("fork")
 SEQ = struct.Struct("<IQ")
@@ -108,6 +110,50 @@ def test_more_consumers_than_cores_on_a_small_ring(tmp_path: Path) -> None:
         assert not stats["broken"]
         everything = sorted(m for share in taken for m in share)
         assert everything == sorted((i, s) for i in range(2) for s in range(5_000))
+
+
+def test_rust_and_python_consumers_crowded_on_one_core_share_a_small_ring(tmp_path: Path) -> None:
+    """Rust consumers preempted between their loads of ``taken`` and ``published`` retry; nothing is corrupt."""
+    consumer = rust_programs().consumer
+    name = f"flowc-test-shared-rust-{os.getpid()}-{time.monotonic_ns()}"
+    ring = Ring.create(name, 256, 2, 6, delivery="shared")
+    python_out = tmp_path / "python.bin"
+    try:
+        rust = []
+        for j in range(4):
+            with open(tmp_path / f"rust-{j}.frames", "wb") as sink:
+                rust.append(subprocess.Popen([consumer, "--timeout", "20"], env=actor_env(name, j, "inputs"),
+                                             stdout=sink, stderr=subprocess.PIPE, preexec_fn=_one_core))
+        wait_until(lambda: peek_u32(name, DATA_WAITERS) >= len(rust), "the Rust consumers to wait for data")
+        # the Python consumers pause after each message: on one core, whoever runs first would take everything
+        readers = [CTX.Process(target=_consume, args=(name, 4 + j, f"{python_out}{j}", 0.0002, True))
+                   for j in range(2)]
+        writers = [CTX.Process(target=_produce, args=(name, i, 20_000, True)) for i in range(2)]
+        for proc in readers + writers:
+            proc.start()
+        for proc in writers:
+            proc.join(60)
+        ring.close_writers()
+        for proc in readers:
+            proc.join(60)
+        shares = []
+        for j, proc in enumerate(rust):
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err.decode()
+            shares.append([SEQ.unpack(m) for m in unframe((tmp_path / f"rust-{j}.frames").read_bytes())])
+        shares += [_taken(Path(f"{python_out}{j}")) for j in range(2)]
+        stats = ring.stats()
+    finally:
+        ring.close()
+        Ring.unlink(name)
+    assert not stats["broken"] and stats["dropped"] == 0
+    assert sorted(m for share in shares for m in share) == sorted((i, s) for i in range(2) for s in range(20_000))
+    for share in shares:
+        for producer in range(2):
+            seqs = [s for i, s in share if i == producer]
+            assert seqs == sorted(seqs), "a consumer sees each producer's messages in order"
+    assert stats["received_per_consumer"] == [len(share) for share in shares]
+    assert sum(map(len, shares[:4])) > 0, "the Rust consumers took part"
 
 
 def test_a_consumer_killed_mid_stream_leaves_the_rest_to_the_others(tmp_path: Path) -> None:

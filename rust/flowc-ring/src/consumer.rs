@@ -1,6 +1,6 @@
 //! The consumer side: read the record at this consumer's cursor once `published` (ACQUIRE) is past it, copy
 //! it out, and give the space back by storing the cursor (RELEASE; a CAS under drop_oldest, where producers move
-//! the cursors of slow consumers too).
+//! the cursors of slow consumers too). On a shared ring the consumers take turns instead (`shared.rs`).
 
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::layout::*;
 use crate::producer::diff;
 use crate::segment::Segment;
+use crate::shared;
 use crate::wait::{self, Budget, Deadline};
 
 /// What a [`Consumer::recv`] got.
@@ -24,11 +25,17 @@ pub enum Received {
 }
 
 /// One consumer cursor of a ring; `recv` takes `&mut self`, so one thread at a time moves a cursor.
+///
+/// On a [shared](Segment::shared) ring the consumers are one group: each message goes to exactly one of them,
+/// and each sees every producer's messages that it takes in that producer's order.
 pub struct Consumer {
     seg: Arc<Segment>,
     index: u32,
     cap: u64,
     drop: bool,
+    shared: bool,
+    /// This process's id, stored in the line as the holder's on a shared ring.
+    pid: i32,
     budget: Budget,
     /// Last seen `published`: it only grows, so a stale value is safe, and it is re-read only when it says
     /// "empty", which keeps its cache line from bouncing.
@@ -38,13 +45,22 @@ pub struct Consumer {
 impl Consumer {
     pub(crate) fn new(seg: Arc<Segment>, index: u32) -> Consumer {
         let m = *seg.meta();
-        Consumer { cap: m.capacity, drop: m.drop_oldest(), budget: Budget::of(&m), cached: 0, seg, index }
+        Consumer {
+            cap: m.capacity,
+            drop: m.drop_oldest(),
+            shared: m.shared(),
+            pid: std::process::id() as i32,
+            budget: Budget::of(&m),
+            cached: 0,
+            seg,
+            index,
+        }
     }
 
     /// Overrides the ring's busy-poll and yield budgets for this endpoint.
     ///
     /// # Errors
-    /// [`Error::BadBudget`] beyond one second each.
+    /// [`Error::BadBudget`](crate::Error::BadBudget) beyond one second each.
     pub fn set_wait_budget(&mut self, spin: Duration, yield_: Duration) -> Result<()> {
         self.budget = Budget::checked(spin, yield_)?;
         Ok(())
@@ -55,25 +71,33 @@ impl Consumer {
         &self.seg
     }
 
-    /// Bytes (records and padding) published but not yet read by this consumer.
+    /// Bytes (records and padding) published but not yet read by this consumer (on a shared ring: not yet taken
+    /// by any consumer of the group).
     pub fn pending(&self) -> u64 {
-        let c = self.seg.cons_u64(self.index, LINE_CURSOR).load(Ordering::Acquire);
+        let (line, field) = if self.shared { (0, LINE_TAKEN) } else { (self.index, LINE_CURSOR) };
+        let c = self.seg.cons_u64(line, field).load(Ordering::Acquire);
         self.seg.published().load(Ordering::Acquire).wrapping_sub(c)
     }
 
     /// Receives the next message into `buf` (cleared first), waiting at most `timeout` (`None`: for ever).
     ///
-    /// Returns [`Received::Closed`] at once when the writers are closed and everything was read.
+    /// Returns [`Received::Closed`] at once when the writers are closed and everything was read (on a shared
+    /// ring: taken by the group). On a shared ring a message, once taken, is released in the order the group took
+    /// them, so the call may wait (beyond `timeout`) for consumers that took earlier messages to finish copying;
+    /// one that died meanwhile is skipped and its message counted as dropped.
     ///
     /// # Errors
-    /// [`Error::Broken`] when the segment's positions or records are corrupt (the ring is then marked broken for
-    /// every endpoint), or another endpoint marked it so.
+    /// [`Error::Broken`](crate::Error::Broken) when the segment's positions or records are corrupt (the ring is
+    /// then marked broken for every endpoint), or another endpoint marked it so.
     pub fn recv(&mut self, buf: &mut Vec<u8>, timeout: Option<Duration>) -> Result<Received> {
         buf.clear();
         self.consume(buf, wait::deadline(timeout))
     }
 
     fn consume(&mut self, buf: &mut Vec<u8>, deadline: Deadline) -> Result<Received> {
+        if self.shared {
+            return shared::consume(&self.seg, self.index, self.pid, self.budget, buf, deadline);
+        }
         let seg = Arc::clone(&self.seg);
         let cursor = seg.cons_u64(self.index, LINE_CURSOR);
         let cap = self.cap;

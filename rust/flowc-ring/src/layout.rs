@@ -1,6 +1,6 @@
 //! The segment format (version 1): where every shared field lives, and the check of a segment's header.
 //!
-//! The offsets are those of `_ring.c`'s `meta_t`, `ring_hdr`, `prod_line` and `cons_line` (x86-64 and aarch64
+//! The offsets are those of `flowc_ring.c`'s `meta_t`, `ring_hdr`, `prod_line` and `cons_line` (x86-64 and aarch64
 //! Linux, 64-byte cache lines); `flowc.runtime._ring.LAYOUT` prints the same numbers. A header is copied once
 //! ([`Meta`]) and checked against the length of the mapping this process was given ([`check_meta`]); every
 //! later access is bounded by that copy, never by the shared header, which another process may rewrite.
@@ -15,6 +15,9 @@ pub const RING_VERSION: u32 = 1;
 pub const F_DROP_OLDEST: u32 = 1;
 /// `flags` bit: the segment lives on hugetlbfs (informational).
 pub const F_HUGE_PAGES: u32 = 2;
+/// `flags` bit: each message goes to exactly one consumer (work sharing, ABI section 12); never with
+/// [`F_DROP_OLDEST`].
+pub const F_SHARED: u32 = 4;
 /// Record flag: a filler record from its position to the end of the data area.
 pub const REC_PAD: u32 = 1;
 /// Bytes of a record header: `u32 len`, `u32 flags`.
@@ -57,6 +60,14 @@ pub(crate) const LINE_PID: usize = 24;
 pub(crate) const LINE_CURSOR: usize = 0;
 pub(crate) const LINE_RECEIVED: usize = 8;
 pub(crate) const LINE_DROPPED: usize = 16;
+// shared rings only: line 0's `taken` is the group's next position to hand out; each line's `holding` is the
+// position its consumer took and is copying (`NOT_HOLDING`: none), `holder_pid` the process that stored it
+pub(crate) const LINE_TAKEN: usize = 24;
+pub(crate) const LINE_HOLDING: usize = 32;
+pub(crate) const LINE_HOLDER_PID: usize = 40;
+
+/// A shared ring's `holding` when the consumer holds no record (the creator writes it into every line).
+pub const NOT_HOLDING: u64 = u64::MAX;
 
 /// Where the data area starts for a geometry: after the header and the lines, page-aligned.
 ///
@@ -80,7 +91,8 @@ pub struct Meta {
     pub magic: u64,
     /// Must be [`RING_VERSION`].
     pub version: u32,
-    /// [`F_DROP_OLDEST`] and [`F_HUGE_PAGES`]; no other bit.
+    /// [`F_DROP_OLDEST`], [`F_HUGE_PAGES`] and [`F_SHARED`]; no other bit, and not both of `F_DROP_OLDEST` and
+    /// `F_SHARED`.
     pub flags: u32,
     /// Bytes in the data area.
     pub capacity: u64,
@@ -131,9 +143,14 @@ impl Meta {
     pub fn drop_oldest(&self) -> bool {
         self.flags & F_DROP_OLDEST != 0
     }
+
+    /// Whether each message goes to exactly one consumer (work sharing) instead of to every consumer.
+    pub fn shared(&self) -> bool {
+        self.flags & F_SHARED != 0
+    }
 }
 
-/// Checks a header copy against the length of the mapping it came from, in `_ring.c`'s order and words.
+/// Checks a header copy against the length of the mapping it came from, in `flowc_ring.c`'s order and words.
 ///
 /// Returns why the segment cannot be trusted, or `Ok(())`. Every later access is bounded by these fields, so a
 /// corrupt or hostile header is refused here instead of steering reads and writes outside the mapping.
@@ -147,8 +164,11 @@ pub fn check_meta(m: &Meta, len: u64) -> Result<(), &'static str> {
     if m.version != RING_VERSION {
         return Err("unsupported version");
     }
-    if m.flags & !(F_DROP_OLDEST | F_HUGE_PAGES) != 0 {
+    if m.flags & !(F_DROP_OLDEST | F_HUGE_PAGES | F_SHARED) != 0 {
         return Err("unknown flags");
+    }
+    if m.flags & F_SHARED != 0 && m.flags & F_DROP_OLDEST != 0 {
+        return Err("shared delivery with drop_oldest");
     }
     // bounds the endpoint lines and the multiplications in layout_data_offset
     if !(1..=MAX_ENDS).contains(&m.producers) || !(1..=MAX_ENDS).contains(&m.consumers) {
@@ -182,13 +202,26 @@ pub(crate) mod tests {
 
     /// An 8-byte-aligned zeroed buffer holding a fresh ring, initialised as `_ring.init` does.
     pub(crate) fn fresh(capacity: u64, producers: u32, consumers: u32, drop: bool) -> Vec<u64> {
+        fresh_with(capacity, producers, consumers, if drop { F_DROP_OLDEST } else { 0 })
+    }
+
+    /// A fresh shared ring (work sharing): every consumer line holds nothing, as the creator writes it.
+    pub(crate) fn fresh_shared(capacity: u64, producers: u32, consumers: u32) -> Vec<u64> {
+        let mut words = fresh_with(capacity, producers, consumers, F_SHARED);
+        for j in 0..consumers as usize {
+            words[(HEADER_SIZE + (producers as usize + j) * LINE_SIZE + LINE_HOLDING) / 8] = NOT_HOLDING;
+        }
+        words
+    }
+
+    fn fresh_with(capacity: u64, producers: u32, consumers: u32, flags: u32) -> Vec<u64> {
         let off = layout_data_offset(producers.into(), consumers.into());
         let mut words = vec![0u64; ((off + capacity) / 8) as usize];
         let max_message = ((capacity / 4 - REC_HDR) & !7).min(1 << 20);
         let m = Meta {
             magic: RING_MAGIC,
             version: RING_VERSION,
-            flags: if drop { F_DROP_OLDEST } else { 0 },
+            flags,
             capacity,
             producers,
             consumers,
@@ -240,13 +273,19 @@ pub(crate) mod tests {
     fn a_fresh_header_is_accepted() {
         assert_eq!(check(&fresh(4096, 2, 3, false)), Ok(()));
         assert_eq!(check(&fresh(64, 1, 1, true)), Ok(()));
+        assert_eq!(check(&fresh_shared(4096, 2, 3)), Ok(()));
+        assert_eq!(corrupted(|m| m.flags = F_SHARED | F_HUGE_PAGES), Ok(()));
     }
 
     #[test]
     fn every_corrupt_field_is_refused() {
         assert_eq!(corrupted(|m| m.magic ^= 1), Err("bad magic"));
         assert_eq!(corrupted(|m| m.version = 2), Err("unsupported version"));
-        assert_eq!(corrupted(|m| m.flags = 4), Err("unknown flags"));
+        assert_eq!(corrupted(|m| m.flags = 8), Err("unknown flags"));
+        assert_eq!(corrupted(|m| m.flags = 1 << 31), Err("unknown flags"));
+        assert_eq!(corrupted(|m| m.flags = F_SHARED | F_DROP_OLDEST), Err("shared delivery with drop_oldest"));
+        // the unknown bit is named first, as in flowc_ring.c
+        assert_eq!(corrupted(|m| m.flags = 8 | F_SHARED | F_DROP_OLDEST), Err("unknown flags"));
         for (p, c) in [(0, 1), (1, 0), (1025, 1), (1, u32::MAX)] {
             let why = corrupted(|m| {
                 m.producers = p;

@@ -1,5 +1,6 @@
 //! The producer side: reserve a byte range with a CAS on `reserve`, write the record, publish in reservation
-//! order, and ring the data doorbell. Under `drop_oldest`, first move slow consumers past their oldest records.
+//! order, and ring the data doorbell. Under `drop_oldest`, first move slow consumers past their oldest records. On
+//! a shared ring (work sharing) the space is what the consumer group released: consumer line 0's cursor alone.
 //!
 //! Positions are 64-bit byte counters that only grow; they are compared by signed difference, as in `_ring.c`.
 //! Every position read from the segment is checked (alignment, distance to the cursors) before it is used.
@@ -12,15 +13,8 @@ use crate::error::{Error, Result};
 use crate::layout::*;
 use crate::segment::Segment;
 use crate::sys;
-use crate::wait::{self, Budget, Deadline};
+use crate::wait::{self, Budget, Deadline, StallClock, STALL_CHECK, STALL_SPINS};
 
-/// A producer waiting for the producers ahead of it spins this many rounds (a peer's memcpy) before it looks at
-/// the clock.
-const STALL_SPINS: u32 = 64;
-/// The reserver of a stuck position is first checked for liveness after this long…
-const STALL_CHECK: Duration = Duration::from_millis(1);
-/// …and then this often (a syscall, so never on the fast path).
-const STALL_POLL: Duration = Duration::from_millis(10);
 /// Past its deadline, a producer holding a reservation waits at most this long for a live reserver ahead of it.
 const PUBLISH_STALL: Duration = Duration::from_secs(1);
 
@@ -41,6 +35,8 @@ pub struct Producer {
     index: u32,
     cap: u64,
     drop: bool,
+    /// Shared ring: only consumer line 0's cursor (the group's release position) bounds the space.
+    shared: bool,
     budget: Budget,
     pid: i32,
     /// Last seen lowest consumer cursor: it only grows, so a stale value is safe, and the cursors are re-read
@@ -54,6 +50,7 @@ impl Producer {
         Producer {
             cap: m.capacity,
             drop: m.drop_oldest(),
+            shared: m.shared(),
             budget: Budget::of(&m),
             pid: std::process::id() as i32,
             cached: 0,
@@ -174,8 +171,9 @@ impl Producer {
         Ok(Sent::Sent)
     }
 
-    /// Backpressure: whether a reservation ending at `end` fits before the slowest cursor (also true once the
-    /// ring is closed or broken, so that a waiter stops and the loop reports it).
+    /// Backpressure: whether a reservation ending at `end` fits before the slowest cursor (on a shared ring the
+    /// group's release position, consumer line 0's cursor; also true once the ring is closed or broken, so that a
+    /// waiter stops and the loop reports it).
     fn space_ok(&mut self, end: u64) -> bool {
         let seg = &self.seg;
         if diff(end, self.cached) <= self.cap as i64 {
@@ -185,10 +183,8 @@ impl Producer {
             return true;
         }
         // ACQUIRE: each consumer's reads of the space happen before we overwrite it
-        let low = (0..seg.meta().consumers)
-            .map(|j| seg.cons_u64(j, LINE_CURSOR).load(Ordering::Acquire))
-            .min()
-            .unwrap_or(u64::MAX);
+        let cursors = if self.shared { 1 } else { seg.meta().consumers };
+        let low = (0..cursors).map(|j| seg.cons_u64(j, LINE_CURSOR).load(Ordering::Acquire)).min().unwrap_or(u64::MAX);
         self.cached = low;
         diff(end, low) <= self.cap as i64
     }
@@ -255,8 +251,7 @@ impl Producer {
     fn wait_published(&self, pos: u64, turn: bool, deadline: Deadline) -> Result<bool> {
         let seg = &self.seg;
         let mut spins = 0u32;
-        let mut start: Option<Instant> = None;
-        let mut next_check = Instant::now();
+        let mut stall = StallClock::new();
         loop {
             let p = seg.published().load(Ordering::Acquire);
             let ahead = diff(p, pos);
@@ -273,15 +268,11 @@ impl Producer {
                 continue;
             }
             let t = Instant::now();
-            let begun = *start.get_or_insert_with(|| {
-                next_check = t + STALL_CHECK;
-                t
-            });
+            let check = stall.check_due(t);
             if !turn && wait::expired(deadline, t) {
                 return Ok(false);
             }
-            if t >= next_check {
-                next_check = t + STALL_POLL;
+            if check {
                 if seg.broken().load(Ordering::Acquire) != 0 {
                     if turn {
                         return Err(seg.break_ring("broken while publishing", pos));
@@ -291,11 +282,11 @@ impl Producer {
                 if !self.reserver_alive(p) {
                     return Err(seg.break_ring("the producer reserving this position is gone", p));
                 }
-                if turn && wait::expired(deadline, t) && t - begun >= PUBLISH_STALL {
+                if turn && wait::expired(deadline, t) && stall.elapsed(t) >= PUBLISH_STALL {
                     return Err(seg.break_ring("a producer stalled mid-publish past the timeout", p));
                 }
             }
-            if t - begun < STALL_CHECK {
+            if stall.elapsed(t) < STALL_CHECK {
                 sys::yield_now();
             } else {
                 std::thread::sleep(Duration::from_micros(50)); // a long stall: stop burning the core

@@ -52,7 +52,8 @@ pub struct Stats {
     pub backpressure_waits_per_producer: Vec<u64>,
     /// Messages received, per consumer.
     pub received_per_consumer: Vec<u64>,
-    /// Messages dropped under `drop_oldest` before the consumer read them, per consumer.
+    /// Messages lost, per consumer: under `drop_oldest` those producers skipped before the consumer read them; on
+    /// a shared ring those whose taker died while copying them, which this consumer released on its behalf.
     pub dropped_per_consumer: Vec<u64>,
 }
 
@@ -133,6 +134,12 @@ impl Segment {
         self.meta.drop_oldest()
     }
 
+    /// Whether each message goes to exactly one of the consumers (`delivery: shared`, work sharing) instead of
+    /// to every one of them.
+    pub fn shared(&self) -> bool {
+        self.meta.shared()
+    }
+
     /// Producer endpoint `index` (one thread or process per index).
     ///
     /// # Errors
@@ -144,7 +151,8 @@ impl Segment {
         Ok(Producer::new(Arc::clone(self), index))
     }
 
-    /// Consumer endpoint `index`: its own cursor, so it sees every message.
+    /// Consumer endpoint `index`: on a broadcast ring its own cursor, so it sees every message; on a
+    /// [shared](Segment::shared) ring one of a group that takes turns, so it sees the messages it takes.
     ///
     /// # Errors
     /// [`Error::IndexOutOfRange`] when `index` is not below the segment's consumer count.
@@ -266,15 +274,23 @@ impl Segment {
         self.u64_at(self.prod_line(i) + field)
     }
 
-    pub(crate) fn prod_pid(&self, i: u32) -> &AtomicI32 {
-        let off = self.prod_line(i) + LINE_PID;
-        assert!(off + 4 <= self.len);
+    fn i32_at(&self, off: usize) -> &AtomicI32 {
+        assert!(off.is_multiple_of(4) && off + 4 <= self.len, "shared word outside the mapping");
         // SAFETY: as u64_at.
         unsafe { &*(self.base.add(off) as *const AtomicI32) }
     }
 
+    pub(crate) fn prod_pid(&self, i: u32) -> &AtomicI32 {
+        self.i32_at(self.prod_line(i) + LINE_PID)
+    }
+
     pub(crate) fn cons_u64(&self, j: u32, field: usize) -> &AtomicU64 {
         self.u64_at(self.cons_line(j) + field)
+    }
+
+    /// Shared rings: the pid of the process that stored consumer `j`'s `holding`.
+    pub(crate) fn holder_pid(&self, j: u32) -> &AtomicI32 {
+        self.i32_at(self.cons_line(j) + LINE_HOLDER_PID)
     }
 
     /// The u32 at byte `off` of the data area (record lengths and flags).
@@ -316,7 +332,8 @@ impl Segment {
         assert!(off <= self.meta.capacity && len as u64 <= self.meta.capacity - off, "payload outside the data area");
         out.reserve(len);
         // SAFETY: in bounds (asserted); below `published`, so written and published (ACQUIRE) before this read.
-        // Under drop_oldest a producer may overwrite it meanwhile; the cursor CAS that follows detects that.
+        // Under drop_oldest a producer may overwrite it meanwhile; the cursor CAS that follows detects that. On a
+        // shared ring the record was taken by this consumer, and nobody releases it before this copy is done.
         unsafe {
             let src = self.base.add((self.meta.data_offset + off) as usize);
             std::ptr::copy_nonoverlapping(src, out.as_mut_ptr().add(out.len()), len);

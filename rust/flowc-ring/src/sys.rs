@@ -77,8 +77,9 @@ pub(crate) fn yield_now() {
     }
 }
 
-/// Whether `pid` may still publish: false for no process, a zombie, or `pid <= 0` (which `kill` would take for
-/// a process group); true otherwise, also for another user's process. Slow path only (a syscall and a read).
+/// Whether `pid` may still publish (or, on a shared ring, release what it took): false for no process, a zombie,
+/// or `pid <= 0` (which `kill` would take for a process group); true otherwise, also for another user's process.
+/// Slow path only (a syscall and a read).
 pub(crate) fn pid_alive(pid: i32) -> bool {
     if pid <= 0 {
         return false;

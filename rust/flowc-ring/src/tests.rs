@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::layout::tests::fresh;
+use crate::layout::tests::{fresh, fresh_shared};
 use crate::layout::*;
 use crate::{Error, Received, Segment, Sent};
 
@@ -229,4 +229,271 @@ fn random_corruption_is_an_error_or_a_message_never_a_panic() {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------- shared delivery (work sharing)
+
+fn shared_ring(capacity: u64, producers: u32, consumers: u32) -> Arc<Segment> {
+    Segment::from_words(fresh_shared(capacity, producers, consumers)).unwrap()
+}
+
+/// Byte offset of field `field` of consumer line `j` in a ring of `producers` producer lines.
+fn cons_at(producers: u32, j: u32, field: usize) -> usize {
+    HEADER_SIZE + (producers + j) as usize * LINE_SIZE + field
+}
+
+/// The pid of a child process that has exited and been reaped: nobody holds anything under it.
+fn dead_pid() -> i32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id() as i32;
+    child.wait().unwrap();
+    pid
+}
+
+#[test]
+fn a_shared_ring_gives_each_message_to_one_consumer_through_wraps() {
+    let seg = shared_ring(256, 1, 2);
+    assert!(seg.shared() && !seg.drop_oldest());
+    let mut tx = seg.producer(0).unwrap();
+    let mut rx = [seg.consumer(0).unwrap(), seg.consumer(1).unwrap()];
+    let mut buf = Vec::new();
+    for i in 0..3000u32 {
+        let m = message(i, seg.max_message());
+        assert_eq!(tx.send(&m, SHORT).unwrap(), Sent::Sent);
+        assert!(rx[0].pending() >= rec_size(m.len() as u64) && rx[0].pending() == rx[1].pending());
+        let who = usize::from(i % 3 == 2); // uneven turns
+        assert_eq!(rx[who].recv(&mut buf, SHORT).unwrap(), Received::Message(m.len()));
+        assert_eq!(buf, m);
+        assert_eq!((rx[0].pending(), rx[1].pending()), (0, 0), "what one consumer took, the other does not see");
+        assert_eq!(rx[1 - who].recv(&mut buf, Some(Duration::ZERO)).unwrap(), Received::TimedOut);
+    }
+    seg.close_writers();
+    assert_eq!(rx[0].recv(&mut buf, None).unwrap(), Received::Closed);
+    assert_eq!(rx[1].recv(&mut buf, None).unwrap(), Received::Closed);
+    let stats = seg.stats();
+    assert_eq!(stats.received_per_consumer, vec![2000, 1000]);
+    assert_eq!(stats.dropped_per_consumer, vec![0, 0]);
+    assert!(stats.published_bytes > 50 * 256, "the ring wrapped, with PAD records");
+    let words = seg.words();
+    assert_eq!(words[cons_at(1, 0, LINE_TAKEN) / 8], stats.published_bytes, "every record was taken");
+    assert_eq!(words[cons_at(1, 0, LINE_CURSOR) / 8], stats.published_bytes, "and released");
+    assert_eq!(words[cons_at(1, 1, LINE_CURSOR) / 8], 0, "only line 0's cursor moves");
+    for j in 0..2 {
+        assert_eq!(words[cons_at(1, j, LINE_HOLDING) / 8], NOT_HOLDING);
+        assert_eq!(words[cons_at(1, j, LINE_HOLDER_PID) / 8] as u32, std::process::id());
+    }
+}
+
+#[test]
+fn a_shared_ring_producer_waits_for_the_group_release_position_only() {
+    // consumer 1 never reads: on a broadcast ring its cursor would stop the producer after one ring
+    let seg = shared_ring(256, 1, 2);
+    let (mut tx, mut rx) = (seg.producer(0).unwrap(), seg.consumer(0).unwrap());
+    let mut buf = Vec::new();
+    for i in 0..200u32 {
+        assert_eq!(tx.send(&i.to_le_bytes(), SHORT).unwrap(), Sent::Sent);
+        assert_eq!(rx.recv(&mut buf, SHORT).unwrap(), Received::Message(4));
+    }
+    // and a full ring still stops it until the group releases
+    let max = vec![3u8; seg.max_message() as usize];
+    let mut sent = 0;
+    while tx.send(&max, SHORT).unwrap() == Sent::Sent {
+        sent += 1;
+    }
+    assert!(sent >= 3);
+    assert_eq!(rx.recv(&mut buf, SHORT).unwrap(), Received::Message(max.len()));
+    assert_eq!(tx.send(&max, SHORT).unwrap(), Sent::Sent);
+    let stats = seg.stats();
+    assert_eq!(stats.received_per_consumer, vec![201, 0]);
+}
+
+#[test]
+fn shared_consumer_threads_take_each_message_exactly_once_in_producer_order() {
+    const PRODUCERS: u32 = 2;
+    const PER: u32 = 4000;
+    let seg = shared_ring(512, PRODUCERS, 3);
+    let writers: Vec<_> = (0..PRODUCERS)
+        .map(|p| {
+            let mut tx = seg.producer(p).unwrap();
+            std::thread::spawn(move || {
+                for i in 0..PER {
+                    let m = [p.to_le_bytes(), i.to_le_bytes(), [(i % 256) as u8; 4]].concat();
+                    let m = &m[..8 + (i % 5) as usize];
+                    assert_eq!(tx.send(m, None).unwrap(), Sent::Sent);
+                }
+            })
+        })
+        .collect();
+    let readers: Vec<_> = (0..3u32)
+        .map(|c| {
+            let mut rx = seg.consumer(c).unwrap();
+            std::thread::spawn(move || {
+                let (mut got, mut buf) = (Vec::new(), Vec::new());
+                while let Received::Message(n) = rx.recv(&mut buf, None).unwrap() {
+                    assert_eq!(n, 8 + (u32::from_le_bytes(buf[4..8].try_into().unwrap()) % 5) as usize);
+                    got.push((
+                        u32::from_le_bytes(buf[..4].try_into().unwrap()),
+                        u32::from_le_bytes(buf[4..8].try_into().unwrap()),
+                    ));
+                }
+                got
+            })
+        })
+        .collect();
+    writers.into_iter().for_each(|w| w.join().unwrap());
+    seg.close_writers();
+    let shares: Vec<Vec<(u32, u32)>> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    for share in &shares {
+        for p in 0..PRODUCERS {
+            let seqs: Vec<u32> = share.iter().filter(|m| m.0 == p).map(|m| m.1).collect();
+            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "each producer's messages in order within a consumer");
+        }
+    }
+    let mut all: Vec<(u32, u32)> = shares.iter().flatten().copied().collect();
+    all.sort_unstable();
+    let expected: Vec<(u32, u32)> = (0..PRODUCERS).flat_map(|p| (0..PER).map(move |i| (p, i))).collect();
+    assert_eq!(all, expected, "every message exactly once");
+    let stats = seg.stats();
+    assert_eq!(stats.received_per_consumer, shares.iter().map(|s| s.len() as u64).collect::<Vec<_>>());
+    assert_eq!(stats.dropped_per_consumer, vec![0; 3]);
+    assert!(!stats.broken);
+}
+
+/// A shared ring with three messages published, the first of which consumer 1 took (`holding` 0, pid `holder`)
+/// and has not released: `taken` is past it, the release position still at 0.
+fn first_message_held_by(holder: i32) -> (Arc<Segment>, [Vec<u8>; 3]) {
+    let seg = shared_ring(1024, 1, 2);
+    let mut tx = seg.producer(0).unwrap();
+    let sent = [b"first".to_vec(), b"second".to_vec(), b"third".to_vec()];
+    for m in &sent {
+        assert_eq!(tx.send(m, SHORT).unwrap(), Sent::Sent);
+    }
+    let mut words = seg.words();
+    poke(&mut words, cons_at(1, 0, LINE_TAKEN), rec_size(5));
+    poke(&mut words, cons_at(1, 1, LINE_HOLDING), 0);
+    poke(&mut words, cons_at(1, 1, LINE_HOLDER_PID), holder as u32 as u64);
+    (Segment::from_words(words).unwrap(), sent)
+}
+
+#[test]
+fn a_dead_holder_is_skipped_and_its_message_counted_as_dropped() {
+    let (seg, sent) = first_message_held_by(dead_pid());
+    let mut rx = seg.consumer(0).unwrap();
+    let mut buf = Vec::new();
+    let started = std::time::Instant::now();
+    assert_eq!(rx.recv(&mut buf, SHORT).unwrap(), Received::Message(6));
+    assert_eq!(buf, sent[1]);
+    assert!(started.elapsed() >= Duration::from_millis(1), "the holder is given time first");
+    assert_eq!(rx.recv(&mut buf, SHORT).unwrap(), Received::Message(5));
+    assert_eq!(buf, sent[2]);
+    let stats = seg.stats();
+    assert_eq!((stats.received_per_consumer, stats.dropped_per_consumer), (vec![2, 0], vec![1, 0]));
+    assert!(!stats.broken);
+    // a holder pid of 0 or below is nobody (kill() would take it for a process group)
+    let (seg, _) = first_message_held_by(0);
+    assert_eq!(seg.consumer(0).unwrap().recv(&mut buf, SHORT).unwrap(), Received::Message(6));
+    assert_eq!(seg.stats().dropped_per_consumer, vec![1, 0]);
+}
+
+#[test]
+fn a_live_holder_is_waited_for_on_the_space_doorbell() {
+    let (seg, sent) = first_message_held_by(std::process::id() as i32);
+    let mut rx = seg.consumer(0).unwrap();
+    let waiter = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        assert_eq!(rx.recv(&mut buf, SHORT).unwrap(), Received::Message(6));
+        buf
+    });
+    // it took the second message and sleeps until the first is released
+    let holding = |seg: &Segment| seg.cons_u64(0, LINE_HOLDING).load(std::sync::atomic::Ordering::Relaxed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while seg.space_waiters().load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the consumer never slept on the space doorbell");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(30)); // several liveness checks: the holder is alive
+    assert!(!waiter.is_finished());
+    assert_eq!(holding(&seg), rec_size(5));
+    // the holder releases: the waiter wakes, releases its own, and delivers
+    seg.cons_u64(0, LINE_CURSOR).store(rec_size(5), std::sync::atomic::Ordering::Release);
+    crate::wait::doorbell_ring(seg.space_seq(), seg.space_waiters());
+    assert_eq!(waiter.join().unwrap(), sent[1]);
+    assert_eq!(holding(&seg), NOT_HOLDING);
+    let stats = seg.stats();
+    assert_eq!((stats.received_per_consumer, stats.dropped_per_consumer), (vec![1, 0], vec![0, 0]));
+    assert_eq!(seg.cons_u64(0, LINE_CURSOR).load(std::sync::atomic::Ordering::Relaxed), rec_size(5) + rec_size(6));
+}
+
+fn broken_shared_recv(edit: impl Fn(&mut Vec<u64>, usize)) -> String {
+    let mut words = fresh_shared(1024, 1, 2);
+    let data = layout_data_offset(1, 2) as usize;
+    edit(&mut words, data);
+    let seg = Segment::from_words(words).unwrap();
+    let err = seg.consumer(1).unwrap().recv(&mut Vec::new(), SHORT).unwrap_err();
+    assert!(seg.stats().broken, "{err}");
+    err.to_string()
+}
+
+#[test]
+fn corrupt_shared_positions_and_records_break_the_ring() {
+    let taken = cons_at(1, 0, LINE_TAKEN);
+    let release = cons_at(1, 0, LINE_CURSOR);
+    let why = broken_shared_recv(|w, _| poke(w, taken, 64));
+    assert!(why.contains("shared position ahead of the published position"), "{why}");
+    let why = broken_shared_recv(|w, _| {
+        poke(w, OFF_PUBLISHED, 16);
+        poke(w, taken, 3);
+    });
+    assert!(why.contains("unaligned shared position"), "{why}");
+    let why = broken_shared_recv(|w, _| poke(w, OFF_PUBLISHED, 1 << 40));
+    assert!(why.contains("shared position more than a ring behind"), "{why}");
+    let why = broken_shared_recv(|w, data| {
+        poke(w, OFF_PUBLISHED, 64);
+        poke(w, data, 0xffff_ffff); // len u32::MAX, flags 0
+    });
+    assert!(why.contains("corrupt record length"), "{why}");
+    let why = broken_shared_recv(|w, data| {
+        poke(w, data + 1000, 200); // a record of 200 bytes 24 bytes before the end
+        poke(w, taken, 1000);
+        poke(w, release, 1000);
+        poke(w, OFF_PUBLISHED, 1064);
+    });
+    assert!(why.contains("corrupt record length"), "{why}");
+    let why = broken_shared_recv(|w, data| {
+        poke(w, data, 8); // a record of 8 bytes at 0, taken by us; the release position already past it
+        poke(w, OFF_PUBLISHED, 16);
+        poke(w, release, 64);
+    });
+    assert!(why.contains("shared release position passed a claim"), "{why}");
+}
+
+#[test]
+fn a_corrupt_record_at_a_dead_holders_position_breaks_the_ring() {
+    let (seg, _) = first_message_held_by(dead_pid());
+    let mut words = seg.words();
+    poke(&mut words, layout_data_offset(1, 2) as usize, 0xffff_ffff); // the held record's length
+    let seg = Segment::from_words(words).unwrap();
+    let err = seg.consumer(0).unwrap().recv(&mut Vec::new(), SHORT).unwrap_err().to_string();
+    assert!(err.contains("corrupt record length") && seg.stats().broken, "{err}");
+}
+
+#[test]
+fn a_closed_shared_ring_drains_to_whichever_consumer_asks() {
+    let seg = shared_ring(4096, 1, 3);
+    let mut tx = seg.producer(0).unwrap();
+    for i in 0..10u32 {
+        assert_eq!(tx.send(&i.to_le_bytes(), None).unwrap(), Sent::Sent);
+    }
+    seg.close_writers();
+    assert_eq!(tx.send(b"late", None).unwrap(), Sent::Closed);
+    let mut rx: Vec<_> = (0..3).map(|j| seg.consumer(j).unwrap()).collect();
+    let mut buf = Vec::new();
+    for i in 0..10u32 {
+        assert_eq!(rx[(i % 3) as usize].recv(&mut buf, None).unwrap(), Received::Message(4));
+        assert_eq!(buf, i.to_le_bytes());
+    }
+    for r in &mut rx {
+        assert_eq!(r.recv(&mut buf, None).unwrap(), Received::Closed);
+    }
+    assert_eq!(seg.stats().received_per_consumer, vec![4, 3, 3]);
 }

@@ -1,7 +1,7 @@
 //! Waiting for data or space: spin, then `sched_yield`, then sleep on a futex doorbell in the segment; and
 //! ringing that doorbell only when someone sleeps on it, so the fast path makes no system call.
 
-use std::sync::atomic::{fence, AtomicU32, Ordering};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -11,6 +11,50 @@ use crate::sys;
 /// A sleeping waiter wakes at least this often (as `_ring.c`'s signal poll): it re-checks its condition, so a
 /// lost wake-up costs at most this long.
 const POLL: Duration = Duration::from_millis(100);
+
+/// A wait for another endpoint's progress (a producer ahead publishing, a shared consumer ahead releasing) spins
+/// this many rounds before it looks at the clock: the usual wait is a peer's copy of one record.
+pub(crate) const STALL_SPINS: u32 = 64;
+/// The endpoint a stalled wait depends on is first checked for liveness after this long…
+pub(crate) const STALL_CHECK: Duration = Duration::from_millis(1);
+/// …and then this often (a syscall, so never on the fast path).
+pub(crate) const STALL_POLL: Duration = Duration::from_millis(10);
+
+/// The clock of a wait that has stopped spinning: when it started, and when the next liveness check is due
+/// (first [`STALL_CHECK`] after the start, then every [`STALL_POLL`]); `stall_clock` in `flowc_ring.c`.
+pub(crate) struct StallClock {
+    start: Option<Instant>,
+    next_check: Instant,
+}
+
+impl StallClock {
+    pub fn new() -> StallClock {
+        StallClock { start: None, next_check: Instant::now() }
+    }
+
+    /// Records the time `t` (the first one starts the clock); true when a liveness check is due now.
+    pub fn check_due(&mut self, t: Instant) -> bool {
+        if self.start.is_none() {
+            self.start = Some(t);
+            self.next_check = t + STALL_CHECK;
+        }
+        if t < self.next_check {
+            return false;
+        }
+        self.next_check = t + STALL_POLL;
+        true
+    }
+
+    /// How long the wait has lasted at `t` since the clock started (zero before [`StallClock::check_due`]).
+    pub fn elapsed(&self, t: Instant) -> Duration {
+        self.start.map_or(Duration::ZERO, |s| t.saturating_duration_since(s))
+    }
+
+    /// How long from `t` until the next liveness check is due (zero when it is due already).
+    pub fn until_check(&self, t: Instant) -> Duration {
+        self.next_check.saturating_duration_since(t)
+    }
+}
 
 /// When a wait gives up: `None` waits for ever.
 pub(crate) type Deadline = Option<Instant>;
@@ -32,6 +76,21 @@ pub(crate) fn doorbell_ring(seq: &AtomicU32, waiters: &AtomicU32) {
         seq.fetch_add(1, Ordering::Release);
         sys::futex_wake_all(seq);
     }
+}
+
+/// Sleeps on a doorbell for at most `max` while `word` still holds `value`: the waiter side of the Dekker pairing
+/// in [`doorbell_ring`], for a wait that has its own clock (`sleep_on_doorbell` in `flowc_ring.c`).
+pub(crate) fn sleep_on_doorbell(seq: &AtomicU32, waiters: &AtomicU32, word: &AtomicU64, value: u64, max: Duration) {
+    if max.is_zero() {
+        return;
+    }
+    waiters.fetch_add(1, Ordering::SeqCst);
+    fence(Ordering::SeqCst);
+    let s = seq.load(Ordering::Acquire);
+    if word.load(Ordering::Acquire) == value {
+        sys::futex_wait(seq, s, max);
+    }
+    waiters.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// An endpoint's busy-poll and yield budgets.
