@@ -6,6 +6,9 @@ and a Rust producer feeds a C consumer, through a small ring that wraps many tim
 On a shared ring (``delivery: shared``) a C and a Rust consumer of one group release records in claim order and
 watch each other's liveness through their lines' ``holding`` and ``holder_pid`` (docs/ring-abi.md section 12): each
 waits for the other while it is alive, and releases the record of one that died holding it, counting it dropped.
+A consumer waiting to release stops, with the broken error, on a release position more than a ring behind its claim
+(which it marks broken) or on a ring another endpoint marked broken; there the C library also runs in a Python
+consumer (``ring_peer_python.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import secrets
 import signal
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,16 +25,20 @@ from types import SimpleNamespace
 
 import pytest
 
+from flowc.runtime import _ring
 from flowc.runtime.ring import Ring
 from ring_peer_python import message
 from ring_peers import (
     HOLDER_PID,
     HOLDING,
     NOT_HOLDING,
+    PEER_C,
+    PYTHON_PEER,
     SPACE_WAITERS,
     TAKEN,
     actor_env,
     c_peer,
+    compile_c,
     consumer_line,
     frames,
     peek_u32,
@@ -105,13 +113,19 @@ HELD = [b"m0 held by a process that is not a consumer", b"m1", b"m2 and some mor
 
 
 def start_shared_consumer(peer: Path, programs: SimpleNamespace, impl: str, ring: Ring, index: int,
-                          tmp_path: Path) -> SimpleNamespace:
-    """Start consumer ``index`` of ``impl`` (``c`` or ``rust``), writing frames until the ring is closed and drained."""
+                          tmp_path: Path, **env: str) -> SimpleNamespace:
+    """Start consumer ``index`` of ``impl``, writing frames until the ring is closed and drained.
+
+    ``impl`` is ``c`` (the C peer), ``python`` (the Python peer: the C library through the extension) or ``rust``;
+    ``env`` adds to the consumer's environment.
+    """
     out = tmp_path / f"{impl}-{index}.frames"
-    argv = ([str(peer), "dump", ring.name, str(index), "0"] if impl == "c"
-            else [str(programs.consumer), "--timeout", "20"])
+    argv = {"c": [str(peer), "dump", ring.name, str(index), "0"],
+            "python": [sys.executable, str(PYTHON_PEER), "dump", ring.name, str(index), "0"],
+            "rust": [str(programs.consumer), "--timeout", "20"]}[impl]
     with open(out, "wb") as sink:
-        proc = subprocess.Popen(argv, env=actor_env(ring.name, index, "inputs"), stdout=sink, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(argv, env={**actor_env(ring.name, index, "inputs"), **env}, stdout=sink,
+                                stderr=subprocess.PIPE)
     return SimpleNamespace(proc=proc, out=out)
 
 
@@ -217,3 +231,101 @@ def test_a_shared_consumer_killed_holding_a_record_is_skipped_by_the_other_imple
     assert stats["dropped_per_consumer"] == [0, 2, 0] and stats["received_per_consumer"] == [0, 3, 0]
     assert not stats["broken"]
     assert peek_u64(ring.name, consumer_line(ring, 0)) == pos[-1]
+
+
+# ---------------------------------------------------------------- shared delivery: what stops a wait to release
+
+#: ``c-asan`` is the C peer built with AddressSanitizer and UndefinedBehaviorSanitizer.
+IMPLS = pytest.mark.parametrize("impl", ["c", "c-asan", "python", "rust"])
+#: How each consumer program exits when a ring call fails (the C and the Python peer 2, the Rust consumer 1).
+FAILED = {"c": 2, "c-asan": 2, "python": 2, "rust": 1}
+#: A consumer waiting to release looks every 10 ms: it must stop well within this (and its own 20 s timeout).
+PROMPTLY_S = 10.0
+
+
+@pytest.fixture(scope="session")
+def asan_peer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The C peer built with ASan and UBSan (any report is fatal), once per session."""
+    return compile_c(tmp_path_factory.getbasetemp() / "ring-peers" / "peer-asan", PEER_C, "-O1", "-g",
+                     "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer")
+
+
+def waiting_to_release(request: pytest.FixtureRequest, programs: SimpleNamespace, impl: str,
+                       held_ring: SimpleNamespace, tmp_path: Path) -> SimpleNamespace:
+    """Start consumer 0 of ``impl`` on ``held_ring``; return once it took m1 and sleeps, waiting to release it."""
+    ring, pos = held_ring.ring, held_ring.pos
+    peer = request.getfixturevalue("asan_peer" if impl == "c-asan" else "peer")
+    # the peer returns on a failed call without freeing what it allocated: no leak reports, every other one stays
+    env = {"ASAN_OPTIONS": "detect_leaks=0"} if impl == "c-asan" else {}
+    consumer = start_shared_consumer(peer, programs, impl.removesuffix("-asan"), ring, 0, tmp_path, **env)
+    request.addfinalizer(lambda: (consumer.proc.kill(), consumer.proc.wait()))  # a failed test leaves no process
+    wait_until(lambda: holding(ring, 0) == pos[1], f"the {impl} consumer to take m1")
+    wait_until(lambda: peek_u32(ring.name, SPACE_WAITERS) >= 1, f"the {impl} consumer to sleep on the space doorbell")
+    time.sleep(0.05)  # several liveness checks: m0's holder is alive, the consumer keeps waiting
+    assert consumer.proc.poll() is None
+    return consumer
+
+
+def finished(consumer: SimpleNamespace) -> tuple[int, str]:
+    """The exit code and stderr of a consumer that must end within :data:`PROMPTLY_S` (killed if it does not)."""
+    try:
+        _, err = consumer.proc.communicate(timeout=PROMPTLY_S)
+    except subprocess.TimeoutExpired:
+        consumer.proc.kill()
+        consumer.proc.communicate()
+        err = None
+    if err is None:
+        pytest.fail(f"the consumer still waits to release after {PROMPTLY_S} s")
+    assert b"Sanitizer" not in err and b"runtime error" not in err, err.decode()
+    return consumer.proc.returncode, err.decode()
+
+
+def poke(ring: Ring, offset: int, fmt: str, value: int) -> None:
+    """Write ``value`` (struct format ``fmt``) at ``offset`` of the segment file, as another process would."""
+    with open(f"/dev/shm/{ring.name}", "r+b") as segment:
+        segment.seek(offset)
+        segment.write(struct.pack("<" + fmt, value))
+
+
+@IMPLS
+def test_a_release_position_more_than_a_ring_behind_a_claim_breaks_the_ring(
+        request: pytest.FixtureRequest, programs: SimpleNamespace, held_ring: SimpleNamespace, tmp_path: Path,
+        impl: str) -> None:
+    """The release position is corrupted to 2^40 bytes behind the claim of a consumer waiting to release it.
+
+    Producers never publish more than a ring past the release position, and a consumer only takes what is
+    published, so the positions are corrupt: the consumer marks the ring broken and fails at once. It used to take
+    the garbage there for records of dead holders and skip them for ever, about a hundred a second, each counted
+    dropped.
+    """
+    ring = held_ring.ring
+    consumer = waiting_to_release(request, programs, impl, held_ring, tmp_path)
+    far_behind = -(1 << 40) % (1 << 64)
+    poke(ring, consumer_line(ring, 0), "Q", far_behind)
+    code, err = finished(consumer)
+    assert code == FAILED[impl] and "ring broken: shared release position more than a ring behind" in err, err
+    stats = ring.stats()
+    assert stats["broken"], "every other endpoint sees it"
+    assert stats["dropped"] == 0 and stats["received"] == 0, "no garbage taken for messages"
+    assert peek_u64(ring.name, consumer_line(ring, 0)) == far_behind, "nothing released"
+    assert holding(ring, 0) == NOT_HOLDING
+
+
+@IMPLS
+def test_a_consumer_waiting_to_release_stops_when_another_endpoint_breaks_the_ring(
+        request: pytest.FixtureRequest, programs: SimpleNamespace, held_ring: SimpleNamespace, tmp_path: Path,
+        impl: str) -> None:
+    """Behind a live holder, a consumer waiting to release returns the broken error once the ring is marked broken.
+
+    The holder ahead of it never releases: without looking at ``broken`` the consumer waited for ever.
+    """
+    ring = held_ring.ring
+    consumer = waiting_to_release(request, programs, impl, held_ring, tmp_path)
+    poke(ring, _ring.LAYOUT["broken"], "I", 1)  # as an endpoint marks it broken: the flag, then wake everyone
+    ring.wake_all()
+    code, err = finished(consumer)
+    assert code == FAILED[impl] and "ring broken: another endpoint found it corrupt" in err, err
+    assert peek_u64(ring.name, consumer_line(ring, 0)) == 0, "nothing released"
+    assert holding(ring, 0) == NOT_HOLDING
+    stats = ring.stats()
+    assert stats["broken"] and stats["dropped"] == 0 and stats["received"] == 0

@@ -913,7 +913,10 @@ static int holder_alive(endpoint *e, uint64_t pos) {
 
 /* Releases [pos, next) once every record before it is released (consumers finish copying in any order; the
  * group's release position moves in claim order, like `published` for producers). A record whose taker died
- * while copying it is skipped on its behalf and counted as dropped. Returns 1, or a negative status. */
+ * while copying it is skipped on its behalf and counted as dropped. The wait has no deadline (the record is ours
+ * and must be released in order), so it ends on what can never be released: a release position no legal sequence
+ * of releases produces (the ring is corrupt: broken here), or a ring another endpoint marked broken.
+ * Returns 1, or a negative status. */
 static int release_shared(endpoint *e, uint64_t pos, uint64_t next) {
     cons_line *g = &e->conss[0];
     unsigned spins = 0;
@@ -922,10 +925,18 @@ static int release_shared(endpoint *e, uint64_t pos, uint64_t next) {
         uint64_t r = LOAD_ACQ(&g->cursor);
         if (r == pos) break;
         if ((int64_t)(r - pos) > 0 || (r & 7u)) return ring_broken(e, "shared release position passed a claim", r);
+        /* Producers publish at most a ring past the release position (which only grows), and we took a published
+         * record: further behind our claim, the positions are corrupt, and what lies between would be skipped as
+         * records of dead holders for ever. */
+        if ((int64_t)(pos - r) > (int64_t)e->cap)
+            return ring_broken(e, "shared release position more than a ring behind", r);
         if (++spins <= STALL_SPINS) {
             cpu_relax();
             continue;
         }
+        /* broken by another endpoint: nobody releases on a broken ring (one load, past the spins) */
+        int rc = check_not_broken(e);
+        if (rc != FLOWC_OK) return rc;
         int64_t t = now_ns();
         if (stall_check_due(&stall, t)) {
             if (!holder_alive(e, r)) {

@@ -5,7 +5,9 @@
 //! with a CAS, and `cursor`, the release position below which every record has been copied out (producers wait
 //! on it alone). A consumer copies the record it took and then releases it in claim order, as producers publish
 //! in reservation order; while it waits for the consumers ahead of it, it checks that they are alive (their line's
-//! `holding` and `holder_pid`) and releases the record of one that died while copying on its behalf.
+//! `holding` and `holder_pid`) and releases the record of one that died while copying on its behalf. That wait has
+//! no deadline, so it stops on a release position more than a ring behind its claim (corrupt: it breaks the ring)
+//! and on a ring another endpoint marked broken.
 //!
 //! This is `consume_shared`, `release_shared` and `holder_alive` of `flowc_ring.c`, atomic for atomic.
 
@@ -117,7 +119,9 @@ fn record_at(seg: &Segment, off: u64) -> (u32, bool, u64) {
 
 /// Releases [pos, next) once every record before it is released: consumers finish copying in any order, and the
 /// group's release position moves in claim order, like `published` for producers. A record whose taker died while
-/// copying it is released on its behalf and counted as dropped by consumer `index`.
+/// copying it is released on its behalf and counted as dropped by consumer `index`. The wait has no deadline (the
+/// record is ours and must be released in order), so it ends on what can never be released: a release position no
+/// legal sequence of releases produces (the ring is corrupt: broken here), or a ring another endpoint marked broken.
 fn release(seg: &Segment, index: u32, pos: u64, next: u64) -> Result<()> {
     let cap = seg.capacity();
     let cursor = seg.cons_u64(0, LINE_CURSOR);
@@ -131,11 +135,19 @@ fn release(seg: &Segment, index: u32, pos: u64, next: u64) -> Result<()> {
         if diff(r, pos) > 0 || r & 7 != 0 {
             return Err(seg.break_ring("shared release position passed a claim", r));
         }
+        // Producers publish at most a ring past the release position (which only grows), and we took a published
+        // record: further behind our claim, the positions are corrupt, and what lies between would be skipped as
+        // records of dead holders for ever.
+        if diff(pos, r) > cap as i64 {
+            return Err(seg.break_ring("shared release position more than a ring behind", r));
+        }
         spins = spins.saturating_add(1);
         if spins <= STALL_SPINS {
             std::hint::spin_loop();
             continue;
         }
+        // broken by another endpoint: nobody releases on a broken ring (one load, past the spins)
+        seg.check_not_broken()?;
         let t = Instant::now();
         if stall.check_due(t) && !holder_alive(seg, r) {
             skip_dead_holder(seg, index, cursor, r, cap)?;

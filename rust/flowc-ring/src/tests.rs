@@ -497,3 +497,71 @@ fn a_closed_shared_ring_drains_to_whichever_consumer_asks() {
     }
     assert_eq!(seg.stats().received_per_consumer, vec![4, 3, 3]);
 }
+
+/// Consumer 0 of `seg` receiving on a thread (with a short timeout, which a taken message outlasts); its result
+/// comes back through the channel, so a test waits for it with a timeout of its own and a consumer that never
+/// returns fails the test instead of hanging it.
+fn recv_on_a_thread(seg: &Arc<Segment>) -> std::sync::mpsc::Receiver<crate::Result<Received>> {
+    let mut rx = seg.consumer(0).unwrap();
+    let (tx, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(rx.recv(&mut Vec::new(), SHORT));
+    });
+    result
+}
+
+/// Waits until the consumer of [`recv_on_a_thread`] took the second message of [`first_message_held_by`] and sleeps
+/// on the space doorbell, waiting to release it behind the holder of the first.
+fn until_waiting_to_release(seg: &Segment) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while seg.cons_u64(0, LINE_HOLDING).load(std::sync::atomic::Ordering::Relaxed) != rec_size(5)
+        || seg.space_waiters().load(std::sync::atomic::Ordering::Relaxed) == 0
+    {
+        assert!(std::time::Instant::now() < deadline, "the consumer never waited to release");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// How long a consumer waiting to release may take to notice what must stop it (it looks every 10 ms).
+const PROMPTLY: Duration = Duration::from_secs(5);
+
+#[test]
+fn a_release_position_more_than_a_ring_behind_a_claim_breaks_the_ring() {
+    // The holder of the first message is alive. Without the check, the waiter took the garbage at the release
+    // position for records whose holders died, and skipped them one by one for ever, each counted dropped.
+    let (seg, _) = first_message_held_by(std::process::id() as i32);
+    let result = recv_on_a_thread(&seg);
+    until_waiting_to_release(&seg);
+    let far_behind = 0u64.wrapping_sub(1 << 40);
+    seg.cons_u64(0, LINE_CURSOR).store(far_behind, std::sync::atomic::Ordering::Release);
+    let err = result.recv_timeout(PROMPTLY).expect("the consumer still waits to release").unwrap_err();
+    assert!(matches!(err, Error::Broken(_)), "{err}");
+    assert!(err.to_string().contains("shared release position more than a ring behind"), "{err}");
+    let stats = seg.stats();
+    assert!(stats.broken, "the other endpoints see it");
+    assert_eq!(stats.dropped_per_consumer, vec![0, 0], "no garbage counted as messages");
+    assert_eq!(seg.cons_u64(0, LINE_CURSOR).load(std::sync::atomic::Ordering::Relaxed), far_behind);
+    assert_eq!(seg.cons_u64(0, LINE_HOLDING).load(std::sync::atomic::Ordering::Relaxed), NOT_HOLDING);
+}
+
+#[test]
+fn a_consumer_waiting_to_release_stops_when_another_endpoint_breaks_the_ring() {
+    // woken as another endpoint marks the ring broken, and (without a wake-up) at its next look
+    for wake in [true, false] {
+        let (seg, _) = first_message_held_by(std::process::id() as i32);
+        let result = recv_on_a_thread(&seg);
+        until_waiting_to_release(&seg);
+        std::thread::sleep(Duration::from_millis(30)); // several liveness checks: the holder is alive
+        assert!(result.try_recv().is_err(), "it waits behind a live holder");
+        if wake {
+            let _ = seg.break_ring("another endpoint found something", 0);
+        } else {
+            seg.broken().store(1, std::sync::atomic::Ordering::Release);
+        }
+        let err = result.recv_timeout(PROMPTLY).expect("the consumer still waits to release").unwrap_err();
+        assert!(err.to_string().contains("ring broken: another endpoint found it corrupt"), "{err}");
+        assert_eq!(seg.cons_u64(0, LINE_CURSOR).load(std::sync::atomic::Ordering::Relaxed), 0, "nothing released");
+        assert_eq!(seg.cons_u64(0, LINE_HOLDING).load(std::sync::atomic::Ordering::Relaxed), NOT_HOLDING);
+        assert_eq!(seg.stats().dropped_per_consumer, vec![0, 0]);
+    }
+}
