@@ -344,6 +344,22 @@ def shared_shares(got: list[list[bytes]], ring: Ring, producers: int, count: int
     return shares
 
 
+def drain_group(writers: list, readers: list, ring: Ring) -> tuple[list[list[bytes]], dict]:
+    """Let ``writers`` (two, ``COUNT`` messages each) finish, close the ring, and check the group's shares.
+
+    Returns:
+        What each reader received, and the ring's counters (whose per-consumer counts were checked against it).
+    """
+    for writer in writers:
+        finish(writer)
+    ring.close_writers()
+    got = [drained(reader) for reader in readers]
+    shared_shares(got, ring, 2, COUNT)
+    stats = ring.stats()
+    assert stats["received_per_consumer"] == [len(share) for share in got]
+    return got, stats
+
+
 @pytest.mark.parametrize("producer_impl", IMPLEMENTATIONS)
 def test_shared_delivery_gives_each_message_to_one_consumer_of_any_implementation(
         peers: SimpleNamespace, make_ring: Callable[..., Ring], tmp_path: Path, producer_impl: str) -> None:
@@ -352,13 +368,7 @@ def test_shared_delivery_gives_each_message_to_one_consumer_of_any_implementatio
     group = ("rust", "c", "python")
     readers = [start_consumer(peers, impl, ring, j, tmp_path, pace_us=100) for j, impl in enumerate(group)]
     wait_until(lambda: peek_u32(ring.name, DATA_WAITERS) == len(group), "every consumer to wait for data")
-    for writer in [start_producer(peers, producer_impl, ring, i, COUNT) for i in range(2)]:
-        finish(writer)
-    ring.close_writers()
-    got = [drained(reader) for reader in readers]
-    shared_shares(got, ring, 2, COUNT)
-    stats = ring.stats()
-    assert stats["received_per_consumer"] == [len(share) for share in got]
+    got, stats = drain_group([start_producer(peers, producer_impl, ring, i, COUNT) for i in range(2)], readers, ring)
     assert all(len(share) > 0 for share in got), f"every consumer took part: {[len(s) for s in got]}"
     assert stats["sent_per_producer"] == [COUNT, COUNT] and stats["dropped"] == 0 and not stats["broken"]
     assert stats["published_bytes"] > 50 * ring.buffer_size, "the ring wrapped around many times"
@@ -373,13 +383,7 @@ def test_shared_delivery_producer_waits_for_consumers_of_the_other_implementatio
     writers = [start_producer(peers, producer_impl, ring, i, COUNT) for i in range(2)]
     wait_until(lambda: peek_u32(ring.name, SPACE_WAITERS) > 0, "a producer to sleep on the full ring")
     readers = [start_consumer(peers, impl, ring, j, tmp_path) for j, impl in enumerate(group)]
-    for writer in writers:
-        finish(writer)
-    ring.close_writers()
-    got = [drained(reader) for reader in readers]
-    shared_shares(got, ring, 2, COUNT)
-    stats = ring.stats()
-    assert stats["received_per_consumer"] == [len(share) for share in got]
+    _, stats = drain_group(writers, readers, ring)
     assert stats["backpressure_waits"] > 0 and stats["dropped"] == 0 and not stats["broken"]
     assert stats["published_bytes"] > 200 * ring.buffer_size
     # the group released everything: the producers' space check looks at consumer line 0's cursor alone
