@@ -2,11 +2,14 @@
 
 The flowc side is what a user runs: one document with two nodes on this machine, ``flowc keys generate`` and two
 ``flowc launch`` processes; ``flowc.actors:synthetic_producer`` on node ``a`` → ring → route sender → TCP →
-receiver → ring → ``flowc.actors:latency_sink`` on node ``b``, the route authenticated (CURVE) and its codec
-``none`` or ``lz4``. The baseline is two processes, a DEALER sending the same timestamped messages paced the
+receiver → ring → ``flowc.actors:latency_sink`` on node ``b``, the route authenticated (Noise) and its codec
+``none`` or ``lz4``. Each node is one CPU of this machine, its actor and its bridge alike (``cpu`` and
+``bridge_cpus``), as two one-core machines would be; the baseline's two processes are pinned the same way.
+The baseline is two processes, a DEALER sending the same timestamped messages paced the
 same way (the producer's pacer) and a ROUTER receiving them, measured with and without CURVE. Latency is one
 way, send to receipt, on the machine's monotonic clock; throughput at saturation is messages over the time from
-the first to the last arrival. Ratios are flowc over the same-run baseline (CURVE baseline for CURVE routes).
+the first to the last arrival. Ratios are flowc (authenticated and encrypted) over the same-run baseline with
+CURVE, raw pyzmq's authenticated and encrypted mode.
 
 Goals (issue 13): p50 ≤ 2× and p99 ≤ 3× raw pyzmq's, p99 < 1 ms at 20k msgs/s, p99.9 < 5 ms; saturation
 throughput ≥ 0.8× raw for 64 B, ≥ 1× for 4 KiB with lz4.
@@ -148,10 +151,12 @@ actors:
 nodes:
   a:
     hostname: localhost
+    bridge_cpus: [0]
     actors: {{feed: {{cpu: [0]}}}}
     local_channels: {{ticks: {{buffer_size: 4MiB}}}}
   b:
     hostname: localhost
+    bridge_cpus: [1]
     actors: {{sink: {{cpu: [1]}}}}
     local_channels: {{ticks: {{buffer_size: 4MiB}}}}
 inter_node:
@@ -223,7 +228,7 @@ def ratios(route: dict[str, Any], base: dict[str, Any]) -> dict[str, float | Non
 def render(result: dict[str, Any]) -> str:
     """The table."""
     lines = [f"route benchmark over loopback; cpus {result['cpus']}; latency one way in µs; flowc routes use "
-             "CURVE, ratios are against raw pyzmq with CURVE", ""]
+             "Noise, ratios are against raw pyzmq with CURVE", ""]
     head = f"{'rate':>7} {'size':>5} {'codec':>5} | {'':>6}{'p50':>9} {'p99':>9} {'p99.9':>9} {'msgs/s':>9}"
     lines += [head, "-" * len(head)]
     for row in result["rows"]:

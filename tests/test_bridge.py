@@ -1,6 +1,6 @@
-"""The TCP bridge over loopback: real processes, real ZeroMQ, pipes standing in for the local channels.
+"""The TCP bridge over loopback: real processes, real sockets, pipes standing in for the local channels.
 
-Routes authenticate (ZeroMQ CURVE with a fresh pair of node keys per route) unless a test says otherwise.
+Routes authenticate (the Noise handshake with a fresh pair of node keys per route) unless a test says otherwise.
 """
 
 from __future__ import annotations
@@ -317,7 +317,7 @@ def test_a_sender_holding_another_nodes_key_is_refused_and_counted() -> None:
     listening = Listening(receiver_keys)
     try:
         forged = CurveKeys(stranger.public, stranger.secret, receiver_keys.public)  # knows the receiver's public key
-        with pytest.raises(BridgeError, match="refused this node's key"):
+        with pytest.raises(BridgeError, match="refused the handshake: it does not trust this node's key"):
             Sender(listening.endpoint, "quotes", heartbeat_s=HEARTBEAT_S, drain_timeout_s=0.5,
                    auth=forged).run(forever, threading.Event())
     finally:
@@ -341,13 +341,16 @@ def test_a_sender_talks_only_to_the_receiver_whose_key_it_was_given() -> None:
     sender_keys, _ = CurveKeys.pair()
     impostor, _ = CurveKeys.pair()
     listening = Listening(CurveKeys(impostor.public, impostor.secret, sender_keys.public))  # trusts the sender
+    sender = Sender(listening.endpoint, "quotes", heartbeat_s=HEARTBEAT_S, drain_timeout_s=0.2, auth=sender_keys)
     try:
-        stats = run_for(Sender(listening.endpoint, "quotes", heartbeat_s=HEARTBEAT_S, drain_timeout_s=0.2,
-                               auth=sender_keys), 1.5)
+        with pytest.raises(BridgeError, match="refused the handshake: it does not trust this node's key or is not "
+                                              "the target node"):
+            run_for(sender, 1.5)
     finally:
         listening.close()
-    assert stats.acked == 0 and stats.sent == 0, "nothing goes to a receiver with another key"
+    assert sender.live_stats.acked == 0 and sender.live_stats.sent == 0, "nothing goes to a receiver with another key"
     assert listening.delivered == [] and listening.stats.handshake_failures >= 1
+    assert listening.stats.auth_failures >= 1
 
 
 @pytest.mark.parametrize("name", ["none", "lz4", "zstd"])

@@ -1,4 +1,4 @@
-"""Hostile frames at a route's receiver: a real :class:`Receiver` on loopback, a raw ZeroMQ DEALER as a stranger.
+"""Hostile frames at a route's receiver: a real :class:`Receiver` on loopback, a raw connection as a stranger.
 
 Each class of attack from issue 11 has its reproducer here (a forged sender, oversized frames, a codec the
 route does not use, decompression bombs, random sessions, a planted state file), and a hypothesis fuzz test
@@ -17,15 +17,16 @@ import multiprocessing
 import os
 import resource
 import secrets
+import select
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import lz4.block
 import pytest
-import zmq
 import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -33,6 +34,7 @@ from hypothesis import strategies as st
 from flowc.runtime.bridge import BridgeError, BridgeStats, Sender
 from flowc.runtime.bridge_receiver import Receiver
 from flowc.runtime.route_keys import CurveKeys
+from flowc.runtime.route_link import Link, LinkClosed, parse_endpoint
 from flowc.runtime.wire import (
     ACK,
     BATCH,
@@ -120,32 +122,53 @@ def receiver() -> Iterator:
 
 
 class Stranger:
-    """A raw DEALER that speaks (or mangles) the route protocol."""
+    """A peer with its own connection that speaks (or mangles) the route protocol."""
 
     def __init__(self, endpoint: str, keys: CurveKeys = SOURCE_KEYS) -> None:
-        """Connect to ``endpoint`` with ``keys``."""
-        self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.curve_secretkey, self.sock.curve_publickey, self.sock.curve_serverkey = keys.secret, keys.public, \
-            keys.peer
-        self.sock.connect(endpoint)
+        """Connect to ``endpoint`` with ``keys`` (waiting for the receiver to listen) and finish the handshake."""
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            try:
+                sock = socket.create_connection(parse_endpoint(endpoint), timeout=DEADLINE_S)
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline, f"nothing listens at {endpoint}"
+                time.sleep(0.01)
+        self.link = Link(sock, initiator=True, keys=keys, max_frame=64 * MIB)
         self.session = secrets.randbits(64) | 1
         self.seen: list[int] = []  # the kind of every reply, in order
+        self.replies: deque[bytes] = deque()
+        while not self.link.ready:
+            assert time.monotonic() < deadline, "the receiver never finished the handshake"
+            self._pump(0.1)
 
-    def send(self, *parts: bytes, copy: bool = True) -> None:
-        self.sock.send_multipart(list(parts), copy=copy)
+    def _pump(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for the socket; write what waits, keep the replies that came."""
+        link = self.link
+        readable, _, _ = select.select([link], [link] if link.pending else [], [], timeout)
+        link.flush()
+        if readable:
+            self.replies.extend(link.read())
+
+    def send(self, *parts: bytes) -> None:
+        """Send ``parts`` as one frame and wait until the socket has taken it."""
+        self.link.send(b"".join(parts))
+        deadline = time.monotonic() + DEADLINE_S
+        while self.link.pending:
+            assert time.monotonic() < deadline, "the receiver stopped reading"
+            self._pump(0.1)
 
     def expect(self, kind: int, session: int | None = None) -> tuple[tuple[int, ...], bytes]:
         """The next reply of ``kind`` (for ``session``), skipping others."""
         deadline = time.monotonic() + DEADLINE_S
         while time.monotonic() < deadline:
-            if self.sock.poll(100):
-                head, payload = self.sock.recv_multipart()
-                fields = HEADER.unpack(head)
+            while self.replies:
+                frame = self.replies.popleft()
+                fields = HEADER.unpack_from(frame)
                 self.seen.append(fields[1])
                 if fields[1] == kind and (session is None or fields[4] == session):
-                    return fields, payload
+                    return fields, frame[HEADER.size:]
+            self._pump(0.1)
         raise AssertionError(f"no reply of kind {kind}")
 
     def handshake(self, codec: int = 0, epoch: int = 1) -> int:
@@ -156,15 +179,14 @@ class Stranger:
     def sync(self) -> None:
         """Return once the receiver has handled everything sent so far.
 
-        ZeroMQ keeps one connection's order, and a HELLO for another route always earns a REJECT.
+        One connection keeps its order, and a HELLO for another route always earns a REJECT.
         """
         probe = secrets.randbits(64) | 1
         self.send(header(HELLO, 0, 1, probe, 1), b"probe")
         self.expect(REJECT, probe)
 
     def close(self) -> None:
-        self.sock.close(linger=0)
-        self.ctx.term()
+        self.link.close()
 
 
 @pytest.fixture
@@ -232,18 +254,17 @@ def test_forged_sender_cannot_take_over_a_live_route(receiver, stranger) -> None
 def flood(endpoint: str, keys: CurveKeys, size: int, count: int, done) -> None:
     """Take the route (nobody else holds it) and send ``count`` frames of ``size`` bytes.
 
-    It runs in a process of its own: CURVE encrypts each frame into a copy, and that memory is the stranger's,
-    not the receiver's, whose peak is what the test measures.
+    It runs in a process of its own: each frame is sealed into a copy, and that memory is the stranger's, not the
+    receiver's, whose peak is what the test measures.
     """
     forger = Stranger(endpoint, keys)  # this process's module has keys of its own: use the parent's
     try:
         forger.handshake()
-        blob = mmap.mmap(-1, size)  # untouched pages until the encryption reads them
+        blob = mmap.mmap(-1, size)  # untouched pages until the sealing reads them
         for seq in range(1, count + 1):
             try:
-                forger.sock.send_multipart([header(DATA, 0, 1, forger.session, seq), memoryview(blob)],
-                                           zmq.NOBLOCK, copy=False)
-            except zmq.Again:
+                forger.send(header(DATA, 0, 1, forger.session, seq), blob)
+            except LinkClosed:
                 break  # the receiver already dropped the connection
         done.wait(DEADLINE_S)
     finally:
@@ -365,11 +386,12 @@ def test_a_message_as_large_as_the_receiving_ring_takes_travels_in_one_frame(rec
     thread.start()
     try:
         wait_for(lambda: len(run.delivered) == len(messages), "the three messages")
+        disconnects = run.stats.disconnects  # before the sender stops and closes its connection
     finally:
         stop.set()
         thread.join(DEADLINE_S)
     assert run.delivered == messages
-    assert run.stats.disconnects == 0 and run.stats.rejected == 0
+    assert disconnects == 0 and run.stats.rejected == 0
 
 
 def test_state_file_planted_as_a_link_is_refused(tmp_path) -> None:
@@ -439,23 +461,22 @@ def frames(draw) -> list[bytes]:
         head[index] = value
     if draw(st.integers(0, 9)) == 0:
         head = head[: draw(st.integers(0, 23))] or head + b"\0"
-    payload = draw(PAYLOADS)
-    if draw(st.booleans()):  # header and payload in one frame, as data travels
-        return [bytes(head) + payload]
-    return [bytes(head), payload]
+    return [bytes(head), draw(PAYLOADS)]
 
 
 def expected_reason(parts: list[bytes]) -> str:
-    """The reason the protocol gives a stranger's message (one the real sender's session never has)."""
-    if len(parts) == 1 and len(parts[0]) >= HEADER.size:  # one frame: the header, then the payload
-        parts = [parts[0][:HEADER.size], parts[0][HEADER.size:]]
-    if len(parts) != 2 or len(parts[0]) != HEADER.size:
+    """The reason the protocol gives a stranger's message (one the real sender's session never has).
+
+    The parts travel as one frame (:meth:`Stranger.send`): a header, then the payload.
+    """
+    frame = b"".join(parts)
+    if len(frame) < HEADER.size:
         return "malformed"
-    version, kind, codec, *_ = HEADER.unpack(parts[0])
+    version, kind, codec, *_ = HEADER.unpack_from(frame)
     if version != VERSION:
         return "version"
     if kind == HELLO:
-        if parts[1].decode(errors="replace") != ROUTE:
+        if frame[HEADER.size:].decode(errors="replace") != ROUTE:
             return "route"
         return "codec" if codec != 0 else "busy"
     return "unknown_session" if kind in (DATA, BATCH, HEARTBEAT) else "kind"

@@ -1,6 +1,6 @@
 """BATCH frames at a route's receiver: hostile batches refused whole, overlaps and gaps handled per message.
 
-A real :class:`Receiver` on loopback and a raw DEALER holding the source node's CURVE keys (the fixtures of
+A real :class:`Receiver` on loopback and a raw connection holding the source node's keys (the fixtures of
 ``test_bridge_hostile.py``): every malformed batch is refused and counted before any of its records reaches the
 local channel, the receiver lives on and serves the next handshake, and random cuts of a message sequence into
 ``DATA`` and ``BATCH`` frames, with resent overlaps, deliver exactly that sequence. A real :class:`Sender`

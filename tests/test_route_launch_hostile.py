@@ -8,9 +8,9 @@ compromised or broken sender), which the receiver must survive too.
 from __future__ import annotations
 
 import json
-import mmap
 import os
 import secrets
+import select
 import signal
 import socket
 import subprocess
@@ -18,10 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-import zmq
+import pytest
 import zstandard
 
 from flowc.runtime.route_keys import CurveKeys, load
+from flowc.runtime.route_link import Link, LinkClosed
 from flowc.runtime.wire import DATA, HEADER, HELLO, REJECT, WELCOME, header
 
 TESTS = Path(__file__).resolve().parent
@@ -69,69 +70,85 @@ def build(tmp: Path) -> tuple[Path, Path]:
     return plan_path, keys
 
 
-def connect(ctx: zmq.Context, port: int, keys: CurveKeys | None) -> zmq.Socket:
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    if keys is not None:
-        sock.curve_secretkey, sock.curve_publickey, sock.curve_serverkey = keys.secret, keys.public, keys.peer
-    sock.connect(f"tcp://127.0.0.1:{port}")
-    return sock
+class Peer:
+    """A stranger's connection to the route's port, speaking the route's records with ``keys`` (or none)."""
+
+    def __init__(self, port: int, keys: CurveKeys | None, deadline: float) -> None:
+        """Connect, waiting for the receiver to listen."""
+        while True:
+            try:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline, "the receiver never listened"
+                time.sleep(0.05)
+        self.link = Link(sock, initiator=True, keys=keys, max_frame=MIB)
+        self.frames: list[bytes] = []
+
+    def pump(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for the socket; write what waits, keep what came (LinkClosed once it ends)."""
+        link = self.link
+        readable, _, _ = select.select([link], [link] if link.pending else [], [], timeout)
+        link.flush()
+        if readable:
+            self.frames += link.read()
+            if link.at_eof:
+                raise LinkClosed("closed", "the receiver closed the connection")
+
+    def send(self, frame: bytes, deadline: float) -> None:
+        self.link.send(frame)
+        while self.link.pending:
+            assert time.monotonic() < deadline, "the receiver stopped reading"
+            self.pump(0.1)
+
+    def reply(self, kind: int, deadline: float) -> bytes:
+        while time.monotonic() < deadline:
+            while self.frames:
+                frame = self.frames.pop(0)
+                if HEADER.unpack_from(frame)[1] == kind:
+                    return frame[HEADER.size:]
+            self.pump(0.1)
+        raise AssertionError(f"no reply of kind {kind}")
+
+    def close(self) -> None:
+        self.link.close()
 
 
 def refused(port: int, keys: CurveKeys | None, deadline: float) -> None:
-    """A stranger says HELLO for a while and never hears back."""
-    ctx = zmq.Context()
-    sock = connect(ctx, port, keys)
-    monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                                      | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_DISCONNECTED)
+    """A stranger says HELLO and never hears back: the receiver ends the connection in the handshake."""
+    peer = Peer(port, keys, deadline)
     try:
-        for _ in range(5):
-            sock.send_multipart([header(HELLO, 0, 1, 99, 1), b"feed_route"], zmq.NOBLOCK)
-            assert not sock.poll(200), "a stranger was answered"
-        assert monitor.poll(int((deadline - time.monotonic()) * 1000)), "the receiver never ended the handshake"
-    except zmq.Again:
-        pass  # nothing is queued for a peer that never completed the handshake
+        if keys is None:  # no handshake of its own: the HELLO is the first record the receiver sees
+            peer.link.send(header(HELLO, 0, 1, 99, 1) + b"feed_route")
+        with pytest.raises(LinkClosed):
+            while time.monotonic() < deadline:
+                peer.pump(0.1)
+        assert peer.frames == [] and (keys is None or not peer.link.ready), "a stranger was answered"
     finally:
-        sock.disable_monitor()
-        monitor.close(linger=0)
-        sock.close(linger=0)
-        ctx.term()
-
-
-def reply(sock: zmq.Socket, kind: int, deadline: float) -> bytes:
-    while time.monotonic() < deadline:
-        if sock.poll(100):
-            head, payload = sock.recv_multipart()
-            if HEADER.unpack(head)[1] == kind:
-                return payload
-    raise AssertionError(f"no reply of kind {kind}")
+        peer.close()
 
 
 def attack(port: int, keys: CurveKeys, deadline: float) -> None:
     """The issue's frames: junk claiming lz4 and a zstd bomb on a 'none' route, then six 2 MiB frames."""
-    ctx = zmq.Context()
-    sock = connect(ctx, port, keys)
+    peer = Peer(port, keys, deadline)
     try:
+        while not peer.link.ready:
+            assert time.monotonic() < deadline, "the receiver never finished the handshake"
+            peer.pump(0.1)
         for codec, payload in ((1, os.urandom(512)), (2, zstandard.ZstdCompressor().compress(bytes(8 * MIB)))):
             session = secrets.randbits(64) | 1
-            while True:  # the receiver starts with the node; say HELLO until it answers
-                sock.send_multipart([header(HELLO, 0, 1, session, 1), b"feed_route"])
-                if sock.poll(200):
-                    assert HEADER.unpack(sock.recv_multipart()[0])[1] == WELCOME
-                    break
-                assert time.monotonic() < deadline, "the receiver never answered"
-            sock.send_multipart([header(DATA, codec, 1, session, 1), payload])
-            assert b"codec id" in reply(sock, REJECT, deadline)
-        monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
-        big = mmap.mmap(-1, 2 * MIB)
-        for seq in range(1, 7):
-            sock.send_multipart([header(DATA, 0, 1, 7, seq), memoryview(big)], copy=False)
-        assert monitor.poll(int((deadline - time.monotonic()) * 1000)), "the receiver kept the connection"
-        sock.disable_monitor()
-        monitor.close(linger=0)
+            peer.send(header(HELLO, 0, 1, session, 1) + b"feed_route", deadline)
+            peer.reply(WELCOME, deadline)
+            peer.send(header(DATA, codec, 1, session, 1) + payload, deadline)
+            assert b"codec id" in peer.reply(REJECT, deadline)
+        big = bytes(2 * MIB)
+        with pytest.raises(LinkClosed):  # the receiver ends the connection
+            for seq in range(1, 7):
+                peer.send(header(DATA, 0, 1, 7, seq) + big, deadline)
+            while time.monotonic() < deadline:
+                peer.pump(0.1)
     finally:
-        sock.close(linger=0)
-        ctx.term()
+        peer.close()
 
 
 def test_a_launched_receiver_survives_and_reports_hostile_frames(tmp_path: Path) -> None:

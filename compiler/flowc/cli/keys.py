@@ -12,7 +12,7 @@ from flowc.cli.common import EXIT_ERRORS, EXIT_OK, guard
 
 @click.group()
 def keys() -> None:
-    """Make the keys routes authenticate with (ZeroMQ CURVE), per node."""
+    """Make the keys routes authenticate with (Curve25519, for the Noise handshake), per node."""
 
 
 @keys.command("generate")

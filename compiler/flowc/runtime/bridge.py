@@ -1,14 +1,13 @@
 """Carry one channel between nodes over TCP: a :class:`Sender` forwards it, a :class:`Receiver` feeds it.
 
-The wire is ZeroMQ (a DEALER connecting to a ROUTER), which gives framing, reconnects and high-water marks;
+The wire is one TCP connection per route leg (:mod:`flowc.runtime.route_link`: framed records, sealed with the
+Noise protocol when the route authenticates), which the sender's and the receiver's own loops read and write;
 on top of it the bridge numbers messages, keeps the unacknowledged ones and resends them after a reconnect,
 so a route loses nothing that the sender took from its local channel.
 
-Protocol. Every message is a 24-byte header (version, kind, codec, epoch, session, sequence) and a payload: data
-(``DATA``, ``BATCH``) travels as one ZeroMQ frame holding both, everything else as two frames, the header and the
-payload, so that a peer of another protocol version can still read a ``HELLO`` and refuse it by name. A receiver
-reads either shape. (CURVE encrypts every frame on its own: a second frame per message cost ~12 µs of latency at
-20k msgs/s.) A sender run has a random 64-bit *session* and numbers its messages 1, 2, 3, … Each (re)connection is an
+Protocol. Every message is one frame: a 24-byte header (version, kind, codec, epoch, session, sequence) and its
+payload. A receiver reads the version first, so a peer of another protocol version is refused by name.
+A sender run has a random 64-bit *session* and numbers its messages 1, 2, 3, … Each (re)connection is an
 *epoch*: the sender sends ``HELLO`` (its route, codec and first unacknowledged sequence), the receiver answers
 ``WELCOME`` with the next sequence it expects (and, as its payload, the largest frame it reads: the sender stops
 with :class:`BridgeError` rather than send a larger one), and the sender streams ``DATA`` from there. The receiver
@@ -16,7 +15,8 @@ delivers strictly in order, acknowledges cumulatively (``ACK`` every ``ack_every
 first unacknowledged one otherwise) and drops sequences it has already delivered. Data of an epoch it does not know
 (a restarted receiver, a lost frame) earns a ``RESYNC``, and the sender starts a new epoch. ``HEARTBEAT`` from the
 sender is answered with an ``ACK``, so each side notices a silent peer after ``3 * heartbeat_s``; the sender then
-reconnects with a fresh socket and resends.
+reconnects with a fresh connection and resends. A connection that fails or ends is tried again every
+:data:`RECONNECT_S`.
 
 Batches. When more than one message is due at once (the producer outran the link, or a resend), the sender packs
 consecutive ones into one ``BATCH``: its header's sequence is the first message's (its codec byte is 0), and its
@@ -49,17 +49,16 @@ once the current sender has been silent for three heartbeats; until then its HEL
 
 Hostile peers. The receiver (:mod:`flowc.runtime.bridge_receiver`) is the end a stranger can reach. No frame
 can end it or reach the local channel unless it is the current session's next message: frames over the
-ring's largest message end their connection unread, only raw payloads and the route's own codec are
+ring's largest message end their connection before they are whole, only raw payloads and the route's own codec are
 accepted, decompression is bounded by the ring's largest message, per-peer state is capped, and every
 refused frame is counted by reason (:attr:`BridgeStats.rejects`, in the launch report per route).
 
-Authentication. Given :class:`~flowc.runtime.route_keys.CurveKeys`, both ends speak ZeroMQ CURVE: the link is
-encrypted, the receiver lets in only the key of the route's source node (a ZAP handler,
-:class:`zmq.auth.thread.ThreadAuthenticator`, in the route's own domain) and the sender talks only to the key of
-its target node. A peer with another key never completes the handshake, so none of its frames is read; the
-receiver counts it in ``auth_failures``, and a sender whose key the receiver refuses stops with
-:class:`BridgeError`. Without keys (a route the document marks ``auth: none``) anyone who reaches the port
-while no sender holds the route can become its sender.
+Authentication. Given :class:`~flowc.runtime.route_keys.CurveKeys`, each connection starts with a Noise ``KK``
+handshake: the link is encrypted, the receiver lets in only the key of the route's source node, and the sender
+talks only to the key of its target node. A peer with another key never completes the handshake, so none of its
+frames is read; the receiver counts it in ``auth_failures``, and a sender whose key the receiver refuses (or a
+receiver that cannot prove its own) stops with :class:`BridgeError`. Without keys (a route the document marks
+``auth: none``) anyone who reaches the port while no sender holds the route can become its sender.
 
 Example (two processes; ``ring_recv`` and ``ring_send`` stand for the local channel's ends; :class:`Receiver`
 is in :mod:`flowc.runtime.bridge_receiver`)::
@@ -71,17 +70,19 @@ is in :mod:`flowc.runtime.bridge_receiver`)::
 from __future__ import annotations
 
 import dataclasses
+import math
 import secrets
+import select
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
 from itertools import islice
 from typing import Any, Protocol
 
-import zmq
-
 from flowc.runtime.histogram import Histogram
 from flowc.runtime.route_keys import CurveKeys
+from flowc.runtime.route_link import Link, LinkClosed, connect, parse_endpoint
 from flowc.runtime.wire import (
     ACK,
     BATCH,
@@ -112,8 +113,16 @@ _BATCH_BYTES = 64 << 10
 _BATCH_MESSAGES = 256
 #: Most messages one pass of the sender's loop takes from the local channel.
 _PULL_MESSAGES = 256
-#: How often the sender looks at the monitor for a refused handshake (only ever the first frames of a connection).
-_MONITOR_EVERY_S = 0.001
+#: Bytes a sender lets wait for the socket before it stops sending (the kernel's own buffer comes first).
+_SEND_BUFFER = 4 << 20
+#: How long a bridge goes on polling after traffic, between ``sched_yield`` calls, before it blocks. Within it the
+#: next message of a busy route (20k msgs/s: one every 50 µs) is found by a poll, not delivered by a wake-up: waking
+#: a process whose core went idle costs tens of µs (on a VM, the idle vCPU's return from the hypervisor), as much as
+#: the rest of the route. A yield gives way to whatever else is runnable on the core, and an idle route sleeps after.
+BUSY_POLL_S = 100e-6
+#: How long a sender waits before it connects again after a connection failed or ended.
+RECONNECT_S = 0.1
+_POLLIN, _POLLOUT = select.POLLIN, select.POLLOUT
 
 
 class BridgeError(RuntimeError):
@@ -308,10 +317,14 @@ class _SenderRun:
         self.drain_deadline = float("inf")
         self.blocked = False  # the socket refused data; wait for it to become writable
         self.peer_limit: int | None = None  # the largest frame the receiver reads, from its WELCOME
-        self.ctx = zmq.Context()
-        self.sock: zmq.Socket | None = None
-        self.monitor: zmq.Socket | None = None
-        self.next_monitor_look = 0.0
+        try:
+            self.address = parse_endpoint(cfg.endpoint)
+        except ValueError as exc:
+            raise BridgeError(f"cannot connect to '{cfg.endpoint}': {exc}") from None
+        self.link: Link | None = None  # None between a connection's end and the next attempt
+        self.connecting = False  # the TCP connection is not established yet
+        self.poller = select.poll()
+        self.next_connect = 0.0
         self.last_heard = self.last_sent = self.last_hello = self.last_probe = 0.0
 
     def run(self) -> BridgeStats:
@@ -337,17 +350,13 @@ class _SenderRun:
                     self._transmit()  # at once: what just came is sent before the loop's bookkeeping
         finally:
             self._close()
-            self.ctx.term()
         return self.stats
 
     def _close(self) -> None:
-        if self.monitor is not None:
-            self.sock.disable_monitor()
-            self.monitor.close(linger=0)
-            self.monitor = None
-        if self.sock is not None:
-            self.sock.close(linger=0)
-            self.sock = None
+        if self.link is not None:
+            self.poller.unregister(self.link.sock)
+            self.link.close()
+            self.link = None
 
     def _end(self) -> None:
         self.ending = True
@@ -355,28 +364,34 @@ class _SenderRun:
             self.drain_deadline = time.monotonic() + self.cfg.drain_timeout_s
 
     def _connect(self) -> None:
-        """Open a fresh socket (a fresh TCP connection, no stale queue) and start a new epoch."""
+        """Open a fresh connection (nothing stale in it) and start a new epoch; on failure, try again later."""
         self._close()
-        sock = self.ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)  # unacknowledged messages live in self.unacked, not in zmq
-        sock.setsockopt(zmq.IMMEDIATE, 1)  # queue nothing for a peer that is not connected
-        sock.setsockopt(zmq.SNDHWM, self.cfg.window + 64)
-        sock.setsockopt(zmq.RECONNECT_IVL, 100)
-        sock.setsockopt(zmq.RECONNECT_IVL_MAX, max(1000, int(self.cfg.heartbeat_s * 1000)))
-        sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
-        sock.setsockopt(zmq.MAXMSGSIZE, _SENDER_MAX_FRAME)  # a larger frame ends the connection unread
-        if self.cfg.auth is not None:
-            sock.curve_secretkey = self.cfg.auth.secret
-            sock.curve_publickey = self.cfg.auth.public
-            sock.curve_serverkey = self.cfg.auth.peer
-            self.monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH)
-        try:
-            sock.connect(self.cfg.endpoint)
-        except zmq.ZMQError as exc:
-            sock.close(linger=0)
-            raise BridgeError(f"cannot connect to '{self.cfg.endpoint}': {exc}") from exc
-        self.sock = sock
         self._handshake()
+        self.next_connect = time.monotonic() + RECONNECT_S
+        try:
+            sock = connect(*self.address)
+        except OSError:
+            return  # the name does not resolve or the network is down: like a refused connection, try again
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        self.link = Link(sock, initiator=True, keys=self.cfg.auth, max_frame=_SENDER_MAX_FRAME)
+        self.connecting = True
+        self.poller.register(sock, _POLLIN | _POLLOUT)
+
+    def _lost(self) -> None:
+        """The connection ended: stop streaming and connect again after ``RECONNECT_S``."""
+        self._close()
+        self.streaming = self.stats.connected = False
+        self.blocked = False
+
+    def _refused(self, exc: LinkClosed) -> BridgeError:
+        self.stats.handshake_failures += 1
+        self.stats.auth_failures += 1
+        # A Noise KK responder cannot tell a sender's unknown key from its own wrong one: either way the first
+        # handshake message does not open, and it refuses.
+        why = ("refused the handshake: it does not trust this node's key or is not the target node"
+               if exc.reason == "refused" else "does not hold the target node's key")
+        return BridgeError(f"the receiver at '{self.cfg.endpoint}' {why} for route '{self.cfg.route}': both nodes "
+                           "need keys from one 'flowc keys generate' run")
 
     def _handshake(self) -> None:
         self.epoch = (self.epoch + 1) & 0xFFFFFFFF
@@ -386,10 +401,14 @@ class _SenderRun:
         self.last_hello = 0.0
 
     def _control(self, kind: int, seq: int, payload: bytes = b"") -> bool:
+        link = self.link
+        if link is None or not link.ready or link.pending > _SEND_BUFFER:
+            return False  # nothing is queued for a peer that is not there
         header = _header(kind, self.codec.id, self.epoch, self.session, seq)
         try:
-            self.sock.send_multipart([header, payload], zmq.NOBLOCK)
-        except zmq.Again:
+            link.send(header + payload)
+        except LinkClosed:
+            self._lost()
             return False
         self.stats.bytes_on_wire += len(header) + len(payload)
         self.last_sent = time.monotonic()
@@ -401,9 +420,9 @@ class _SenderRun:
     def _keepalive(self) -> None:
         now = time.monotonic()
         if not self.streaming:
-            if now - self.last_hello >= min(0.1, self.cfg.heartbeat_s):
+            if now - self.last_hello >= min(0.1, self.cfg.heartbeat_s) and self._control(
+                    HELLO, self._first_unacked(), self.cfg.route.encode()):
                 self.last_hello = now
-                self._control(HELLO, self._first_unacked(), self.cfg.route.encode())
         elif now - self.last_sent >= self.cfg.heartbeat_s or now - self.last_probe >= PROBE_S:
             # Also while streaming, a few times a second: the echo times the route's round trip.
             self.last_probe = now
@@ -411,33 +430,47 @@ class _SenderRun:
 
     def _watch_peer(self) -> None:
         now = time.monotonic()
-        # A refused key shows up once, at the start of a connection: a millisecond's delay costs nothing, a
-        # poll on every pass of a busy loop does. EVENTS is one getsockopt, where ``poll`` builds a poller.
-        if self.monitor is not None and now >= self.next_monitor_look:
-            self.next_monitor_look = now + _MONITOR_EVERY_S
-            if self.monitor.get(zmq.EVENTS) & zmq.POLLIN:
-                self.monitor.recv_multipart()
-                self.stats.handshake_failures += 1
-                self.stats.auth_failures += 1
-                raise BridgeError(f"the receiver at '{self.cfg.endpoint}' refused this node's key for route "
-                                  f"'{self.cfg.route}': both nodes need keys from one 'flowc keys generate' run")
-        if now - self.last_heard > 3 * self.cfg.heartbeat_s:
+        if self.link is None:
+            if now >= self.next_connect:
+                self._connect()
+        elif now - self.last_heard > 3 * self.cfg.heartbeat_s:
             self.stats.peer_timeouts += 1
             self._connect()
 
     def _read(self, timeout_s: float) -> None:
-        sock = self.sock
-        events = zmq.POLLIN | (zmq.POLLOUT if self.blocked else 0)
-        if timeout_s > 0 and not sock.poll(int(timeout_s * 1000), events):
+        """Wait up to ``timeout_s`` for the socket, then take what it has (and write what waits for it)."""
+        link = self.link
+        if link is None:
+            if timeout_s > 0:
+                time.sleep(max(0.0, min(timeout_s, self.next_connect - time.monotonic())))
             return
-        # Ask before receiving: a receive on an empty socket raises, and the loop comes here on every pass.
-        while sock.get(zmq.EVENTS) & zmq.POLLIN:
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            if len(frames) == 2 and len(frames[0]) == _HEADER.size:
-                self._handle(frames[0], frames[1])
+        ready = self.poller.poll(math.ceil(timeout_s * 1000) if timeout_s > 0 else 0)
+        if not ready:
+            return
+        events = ready[0][1]
+        try:
+            if self.connecting:
+                error = link.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if error:
+                    self._lost()  # refused or unreachable: try again after RECONNECT_S
+                    return
+                self.connecting = False
+            if events & _POLLOUT:
+                link.flush()
+            if events & ~_POLLOUT:
+                for frame in link.read():
+                    if len(frame) >= _HEADER.size:
+                        self._handle(frame[:_HEADER.size], frame[_HEADER.size:])
+                if link.at_eof:
+                    self._lost()
+                    return
+        except LinkClosed as exc:
+            if exc.reason in ("refused", "auth"):
+                raise self._refused(exc) from None
+            self._lost()
+            return
+        if self.link is link:
+            self.poller.modify(link.sock, _POLLIN | (_POLLOUT if link.pending or self.connecting else 0))
 
     def _handle(self, header: bytes, payload: bytes) -> None:
         version, kind, _codec, epoch, session, seq = _HEADER.unpack(header)
@@ -491,11 +524,15 @@ class _SenderRun:
                 for _seq, codec, data, _size in due:
                     parts += (pack(codec, len(data)), data)
                 payload = b"".join(parts)
-            frame = header + payload  # one frame: CURVE boxes each frame, so a second one cost ~12 µs a message
+            link = self.link
+            if link.pending > _SEND_BUFFER:
+                self.blocked = True  # the socket has not taken what came before: wait until it is writable
+                self.poller.modify(link.sock, _POLLIN | _POLLOUT)
+                return
             try:
-                self.sock.send(frame, zmq.NOBLOCK, copy=len(frame) < 65536)
-            except zmq.Again:
-                self.blocked = True
+                link.send(header + payload)
+            except LinkClosed:
+                self._lost()
                 return
             last = first + len(due) - 1
             again = max(0, min(last, self.highest_sent) - first + 1)

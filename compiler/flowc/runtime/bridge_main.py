@@ -21,10 +21,6 @@ from flowc.model.node_view import Bridge
 from flowc.runtime.actor_main import child_layout, load_node
 from flowc.runtime.histogram import publish
 
-#: A route sender's wait on its ring: spin and yield budgets in µs. Zero: block on the doorbell at once. A bridge
-#: wakes for every message and usually shares cores with the actors; spinning there (the ring's default) burns
-#: the CPU the route's own I/O and the actors need, which on a small node turns into milliseconds of queueing.
-BRIDGE_WAIT_US = (0.0, 0.0)
 #: How often a bridge publishes its live counters for the metrics endpoint and ``flowc top``.
 PUBLISH_EVERY_S = 0.5
 
@@ -46,7 +42,7 @@ def run_bridge(plan_path: str, node: str, route: str, direction: str, index: int
     Returns:
         The exit code: 0, or 1 when the route cannot be carried (the reason goes to stderr).
     """
-    from flowc.runtime.bridge import BridgeError, BridgeStats, Sender
+    from flowc.runtime.bridge import BUSY_POLL_S, BridgeError, BridgeStats, Sender
     from flowc.runtime.bridge_receiver import Receiver
     from flowc.runtime.channels import Input, Output
     from flowc.runtime.readiness import signal_ready
@@ -71,9 +67,9 @@ def run_bridge(plan_path: str, node: str, route: str, direction: str, index: int
     code = 0
     try:
         if direction == "out":
-            # The sender blocks on the ring's doorbell without spinning: its core is the one the node's actors
-            # and the route's I/O share (see BRIDGE_WAIT_US).
-            inp = Input(ring, bridge.index, *BRIDGE_WAIT_US)
+            # No spin (a bridge usually shares cores with the actors, and a spinning one holds a core they need):
+            # it polls the ring between yields for BUSY_POLL_S, then blocks on its doorbell.
+            inp = Input(ring, bridge.index, 0.0, BUSY_POLL_S * 1e6)
             sender = Sender(f"tcp://{bridge.peer}:{bridge.port}", route, bridge.compression, drain_timeout_s=5.0,
                             auth=keys, on_ready=signal_ready)
             if publisher is not None:

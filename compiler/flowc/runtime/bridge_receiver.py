@@ -1,37 +1,36 @@
 """The receiving end of a route (:class:`Receiver`): frames from TCP into the local channel, in order, once.
 
 The protocol is described in :mod:`flowc.runtime.bridge`. The receiver is the side a stranger can reach. With
-keys, only the route's source node completes the CURVE handshake (a ZAP handler checks its public key; others
-are counted in ``auth_failures`` and never read), and a connection that has not finished its handshake within
-``handshake_s`` is closed, so half-open connections cannot pile up. Even the trusted peer is not trusted with
-memory: a frame over the ring's largest message ends its connection before it is read
-(ZeroMQ's ``MAXMSGSIZE``), a payload is only raw or the route's own codec and is refused before
-decompressing if it says it is larger than the ring's largest message, a ``BATCH`` is checked whole (at most
-:data:`~flowc.runtime.wire.MAX_RECORDS` records, each as a ``DATA`` payload, their stated sizes together within
-the frame limit) before any of it is delivered, another session can take over the route only once its sender has
-been silent for three heartbeats, and what a stranger can make it remember is
+keys, only the route's source node completes the Noise handshake (others are counted in ``auth_failures`` and
+never read), a connection that has not finished its handshake within ``handshake_s`` is closed, and at most
+:data:`MAX_HANDSHAKES` connections may be in their handshake at once (the oldest is closed first), so half-open
+connections cannot pile up. Even the trusted peer is not trusted with memory: a frame over the ring's largest
+message ends its connection as soon as the record that crosses the limit arrives, a payload is only raw or the
+route's own codec and is refused before decompressing if it says it is larger than the ring's largest message, a
+``BATCH`` is checked whole (at most :data:`~flowc.runtime.wire.MAX_RECORDS` records, each as a ``DATA`` payload,
+their stated sizes together within the frame limit) before any of it is delivered, another session can take over
+the route only once its sender has been silent for three heartbeats, and what a stranger can make it remember is
 bounded (``max_peers``, oldest forgotten first). Every refused frame is counted by reason in
 :attr:`BridgeStats.rejects`; none is delivered, none ends the process.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import os
+import select
+import socket
 import stat
 import struct
 import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 
-import zmq
-from zmq.auth.thread import ThreadAuthenticator
-from zmq.utils.monitor import recv_monitor_message
-
-from flowc.runtime.bridge import BridgeError, BridgeStats, Event
+from flowc.runtime.bridge import BUSY_POLL_S, BridgeError, BridgeStats, Event
 from flowc.runtime.route_keys import CurveKeys
+from flowc.runtime.route_link import Link, LinkClosed, parse_endpoint
 from flowc.runtime.wire import (
     ACK,
     BATCH,
@@ -56,23 +55,27 @@ _POLL_S = 0.05  # longest the loop waits before it looks at ``stop`` again
 #: Deliveries are acknowledged after ``ack_every`` of them or this many seconds, whichever comes first: one ACK
 #: per message would double the route's traffic (and its CPU) for no gain, since the sender's window is large.
 ACK_INTERVAL_S = 0.002
-#: What a CURVE ``MESSAGE`` command adds to a frame, which libzmq counts against ``MAXMSGSIZE``: its name with a
-#: length byte (8), a nonce (8), the box's MAC (16) and a flags byte (1). Without it a message within 33 bytes of
-#: the receiving ring's largest could never arrive: the connection dropped and the sender resent it for ever.
-CURVE_MESSAGE_OVERHEAD = 33
 #: Largest message a receiver delivers unless told otherwise (the launcher passes the ring's own limit).
 DEFAULT_MAX_MESSAGE = 1 << 20
 #: Most (session, epoch) pairs a receiver remembers having asked to resync; the oldest is forgotten first.
 DEFAULT_MAX_PEERS = 1024
-#: Bytes a receiver lets ZeroMQ queue per connection before TCP pushes back (in messages of the largest size).
-_INBOUND_QUEUE_BYTES = 64 << 20
 _REASON_BYTES = 1024  # a REJECT's reason stays well inside the sender's frame limit
-#: The ZAP handler's log: denials are counted in the stats, not printed once per stranger's attempt.
-_QUIET = logging.getLogger("flowc.route.auth")
-_QUIET.addHandler(logging.NullHandler())
-_QUIET.propagate = False
-_MONITORED = (zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-              | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+#: Most connections in their handshake at once; a new one beyond it closes the oldest.
+MAX_HANDSHAKES = 64
+#: Bytes of replies a receiver keeps for a peer that does not read them; beyond it, replies to it are dropped
+#: (every reply is repeated or superseded later).
+_REPLY_BUFFER = 1 << 20
+_LISTEN_BACKLOG = 64
+_POLLIN, _POLLOUT = select.POLLIN, select.POLLOUT
+
+
+@dataclass(eq=False)
+class _Connection:
+    """One accepted connection: its link and, until its handshake is done, the time it must be done by."""
+
+    ident: int
+    link: Link
+    deadline: float
 
 
 class Receiver:
@@ -155,80 +158,157 @@ class _ReceiverRun:
         self.frame_limit = max(cfg.max_message, 4 * HEADER.size)
         self.state_fd: int | None = None
         self.saved: tuple[int, int] | None = None  # (session, last delivered) read at start
-        self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.ROUTER)
-        self.monitor: zmq.Socket | None = None
-        self.authenticator: ThreadAuthenticator | None = None
+        self.listener: socket.socket | None = None
+        self.poller = select.poll()
+        self.connections: dict[int, _Connection] = {}  # by descriptor
+        self.by_ident: dict[int, _Connection] = {}
+        self.next_ident = 1
+        self.last_frame = 0.0  # when frames last came: the receiver polls between yields for BUSY_POLL_S after it
 
     def run(self) -> BridgeStats:
         try:
             self._open()
-            sock, monitor = self.sock, self.monitor
+            listener = self.listener.fileno()
             while not self.stop.is_set():
                 wait = _POLL_S if not self.unacked else max(0.0, self.last_ack + ACK_INTERVAL_S - time.monotonic())
-                # The wait is on the data socket alone: with the monitor in the same poll, every message took
-                # ~30 µs longer to arrive (measured: raw pyzmq ROUTER p50 93–102 µs against 66–72 at 20k msgs/s).
-                # Connection events only feed counters, so the monitor is read after each wake-up instead.
-                ready = sock.poll(math.ceil(wait * 1000))  # 0 would turn the wait into a busy loop
-                if monitor.get(zmq.EVENTS) & zmq.POLLIN:
-                    self._events()
-                if ready:
-                    self._drain()
+                for fd, events in self._ready(wait):
+                    if fd == listener:
+                        self._accept()
+                    elif fd in self.connections:
+                        self._serve(self.connections[fd], events)
                 if self.unacked and time.monotonic() - self.last_ack >= ACK_INTERVAL_S:
                     self._ack()
-                if self.peer is not None and time.monotonic() - self.last_heard > 3 * self.cfg.heartbeat_s:
+                now = time.monotonic()
+                if self.peer is not None and now - self.last_heard > 3 * self.cfg.heartbeat_s:
                     self.stats.peer_timeouts += 1
                     self.peer = None
+                self._expire(now)
                 self.stats.connected = self.peer is not None
         finally:
-            if self.monitor is not None:
-                self._events()  # what happened just before the stop still counts
-                self.sock.disable_monitor()
-                self.monitor.close(linger=0)
-            self.sock.close(linger=100)  # let the last ACK leave
-            if self.authenticator is not None:
-                self.authenticator.stop()
-            self.ctx.term()
-            if self.state_fd is not None:
-                os.close(self.state_fd)
+            self._close()
         return self.stats
 
+    def _ready(self, wait_s: float) -> list[tuple[int, int]]:
+        """The sockets ready to be served, waiting up to ``wait_s`` for one.
+
+        For ``BUSY_POLL_S`` after the last frame it polls between yields first: a busy route's next frame is found
+        by a poll, not delivered by a wake-up.
+        """
+        poll = self.poller.poll
+        ready = poll(0)
+        if not ready and time.monotonic() - self.last_frame < BUSY_POLL_S:
+            until = self.last_frame + BUSY_POLL_S
+            while not ready and time.monotonic() < until:
+                os.sched_yield()
+                ready = poll(0)
+        return ready or poll(math.ceil(wait_s * 1000))  # 0 would make the wait a busy loop
+
+    def _close(self) -> None:
+        """Let the last replies leave (briefly), then close every connection, the listener and the state file."""
+        deadline = time.monotonic() + 0.1
+        for connection in list(self.connections.values()):
+            while connection.link.pending and time.monotonic() < deadline:
+                try:
+                    connection.link.flush()
+                except LinkClosed:
+                    break
+                if connection.link.pending:
+                    time.sleep(0.001)
+            connection.link.close()
+        self.connections.clear()
+        self.by_ident.clear()
+        if self.listener is not None:
+            self.listener.close()
+        if self.state_fd is not None:
+            os.close(self.state_fd)
+
     def _open(self) -> None:
-        self.sock.setsockopt(zmq.LINGER, 100)
-        # ZeroMQ reads a frame's length before its body: a longer frame closes the connection unread, so a
-        # stranger cannot make this process allocate more than one message. The payload is never larger
-        # than the message (the sender sends raw what would not shrink); data frames carry the 24-byte header too,
-        # and under CURVE libzmq counts the encrypted command's own bytes against the limit as well.
-        self.sock.setsockopt(zmq.MAXMSGSIZE, self.frame_limit + HEADER.size + CURVE_MESSAGE_OVERHEAD)
-        self.sock.setsockopt(zmq.RCVHWM, max(16, min(1000, _INBOUND_QUEUE_BYTES // self.cfg.max_message)))
-        self.sock.setsockopt(zmq.HANDSHAKE_IVL, max(1, int(self.cfg.handshake_s * 1000)))
-        if self.cfg.auth is not None:
-            self._authenticate(self.cfg.auth)
-        self.monitor = self.sock.get_monitor_socket(_MONITORED)
         try:
-            self.sock.bind(self.cfg.bind)
-        except zmq.ZMQError as exc:
-            raise BridgeError(f"cannot listen on '{self.cfg.bind}': {exc}") from exc
+            host, port = parse_endpoint(self.cfg.bind)
+            family, kind, proto, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                                 flags=socket.AI_PASSIVE)[0]
+            listener = socket.socket(family, kind, proto)
+        except (ValueError, OSError) as exc:
+            raise BridgeError(f"cannot listen on '{self.cfg.bind}': {exc}") from None
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(address)
+            listener.listen(_LISTEN_BACKLOG)
+        except OSError as exc:
+            listener.close()
+            raise BridgeError(f"cannot listen on '{self.cfg.bind}': {exc.strerror or exc}") from None
+        listener.setblocking(False)
+        self.listener = listener
+        self.poller.register(listener, _POLLIN)
         if self.cfg.state_path is not None:
             self._open_state(os.fspath(self.cfg.state_path))
         if self.cfg.on_ready is not None:
             self.cfg.on_ready()
 
-    def _authenticate(self, keys: CurveKeys) -> None:
-        """Speak CURVE as the server, and let in only the source node's key (ZAP, in the route's domain)."""
-        trusted = keys.peer
+    def _accept(self) -> None:
+        """Take the waiting connections; each must finish its handshake within ``handshake_s``."""
+        for _ in range(_LISTEN_BACKLOG):
+            try:
+                sock, _address = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # out of descriptors or the like: the connection stays queued until there is room
+            link = Link(sock, initiator=False, keys=self.cfg.auth, max_frame=self.frame_limit + HEADER.size)
+            handshaking = [c for c in self.connections.values() if not c.link.ready]
+            if len(handshaking) >= MAX_HANDSHAKES:
+                self._drop(min(handshaking, key=lambda c: c.deadline), handshake_failed=True)
+            connection = _Connection(self.next_ident, link, time.monotonic() + self.cfg.handshake_s)
+            self.next_ident += 1
+            self.connections[sock.fileno()] = connection
+            self.by_ident[connection.ident] = connection
+            self.poller.register(sock, _POLLIN)
 
-        class _SourceNodeOnly:
-            def callback(self, domain: str, key: bytes) -> bool:
-                return key == trusted
+    def _expire(self, now: float) -> None:
+        """Close the connections whose handshake is overdue."""
+        for connection in [c for c in self.connections.values() if not c.link.ready and now > c.deadline]:
+            self._drop(connection, handshake_failed=True)
 
-        self.authenticator = ThreadAuthenticator(self.ctx, log=_QUIET)
-        self.authenticator.start()
-        self.authenticator.configure_curve_callback(self.cfg.route, _SourceNodeOnly())
-        self.sock.zap_domain = self.cfg.route.encode()
-        self.sock.curve_server = True
-        self.sock.curve_secretkey = keys.secret
-        self.sock.curve_publickey = keys.public
+    def _drop(self, connection: _Connection, *, handshake_failed: bool = False, auth_failed: bool = False) -> None:
+        """Close ``connection``, counting how it ended."""
+        fd = connection.link.fileno()
+        self.poller.unregister(fd)
+        del self.connections[fd]
+        del self.by_ident[connection.ident]
+        connection.link.close()
+        if handshake_failed or auth_failed:
+            self.stats.handshake_failures += 1
+            self.stats.auth_failures += auth_failed
+        else:
+            self.stats.disconnects += 1
+
+    def _serve(self, connection: _Connection, events: int) -> None:
+        """Read what ``connection`` sent and handle each frame (and write what waits for it)."""
+        link, stats = connection.link, self.stats
+        try:
+            if events & _POLLOUT:
+                link.flush()
+            frames = link.read() if events & ~_POLLOUT else []
+            if frames:
+                self.last_frame = time.monotonic()
+            for frame in frames:
+                stats.bytes_on_wire += len(frame)
+                if len(frame) < HEADER.size:
+                    stats.reject("malformed")
+                    continue
+                self._handle(connection.ident, *HEADER.unpack_from(frame), frame[HEADER.size:])
+                if self.unacked >= self.cfg.ack_every:
+                    self._ack()
+        except LinkClosed as exc:
+            if connection.ident in self.by_ident:
+                self._drop(connection, handshake_failed=not link.ready, auth_failed=exc.reason == "auth")
+            return
+        if connection.ident not in self.by_ident:
+            return  # dropped while its frames were handled (a reply could not be written)
+        if link.at_eof:
+            self._drop(connection)
+        else:
+            self.poller.modify(link.sock, _POLLIN | (_POLLOUT if link.pending else 0))
 
     def _open_state(self, path: str) -> None:
         """Open the state file without following a link, and only if it is this user's regular file."""
@@ -247,25 +327,19 @@ class _ReceiverRun:
             if crc == zlib.crc32(raw[:16]):
                 self.saved = (session, last)
 
-    def _events(self) -> None:
-        while True:
-            try:
-                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            if event["event"] == zmq.EVENT_DISCONNECTED:
-                self.stats.disconnects += 1
-            else:
-                self.stats.handshake_failures += 1
-                self.stats.auth_failures += event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH
-
-    def _reply(self, ident: bytes, kind: int, epoch: int, session: int, seq: int, payload: bytes = b"") -> None:
+    def _reply(self, ident: int, kind: int, epoch: int, session: int, seq: int, payload: bytes = b"") -> None:
+        connection = self.by_ident.get(ident)
+        if connection is None or not connection.link.ready or connection.link.pending > _REPLY_BUFFER:
+            return  # peer gone, or not reading its replies: every reply is repeated or superseded later
         try:
-            self.sock.send_multipart([ident, _header(kind, 0, epoch, session, seq), payload], zmq.NOBLOCK)
-        except zmq.ZMQError:
-            pass  # peer gone or its queue full: every reply is repeated or superseded later
+            connection.link.send(_header(kind, 0, epoch, session, seq) + payload)
+        except LinkClosed:
+            self._drop(connection)
+            return
+        if connection.link.pending:
+            self.poller.modify(connection.link.sock, _POLLIN | _POLLOUT)
 
-    def _refuse(self, ident: bytes, epoch: int, session: int, reason: str, detail: str) -> None:
+    def _refuse(self, ident: int, epoch: int, session: int, reason: str, detail: str) -> None:
         """Count a refused HELLO and tell its sender why (a sender stops on REJECT)."""
         self.stats.reject(reason)
         self._reply(ident, REJECT, epoch, session, 0, detail.encode()[:_REASON_BYTES])
@@ -276,29 +350,7 @@ class _ReceiverRun:
         self.unacked = 0
         self.last_ack = time.monotonic()
 
-    def _drain(self) -> None:
-        sock, stats = self.sock, self.stats
-        for _ in range(4096):
-            # Ask before receiving: a receive on an empty socket raises, once per wake-up of the loop.
-            if not sock.get(zmq.EVENTS) & zmq.POLLIN:
-                return
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
-            except zmq.Again:
-                return
-            if len(frames) == 2 and len(frames[1]) >= HEADER.size:  # header and payload in one frame (data)
-                stats.bytes_on_wire += len(frames[1])
-                self._handle(frames[0], *HEADER.unpack_from(frames[1]), frames[1][HEADER.size:])
-            elif len(frames) == 3 and len(frames[1]) == HEADER.size:  # header and payload apart (control)
-                stats.bytes_on_wire += HEADER.size + len(frames[2])
-                self._handle(frames[0], *HEADER.unpack(frames[1]), frames[2])
-            else:
-                stats.bytes_on_wire += sum(len(f) for f in frames[1:])
-                stats.reject("malformed")
-            if self.unacked >= self.cfg.ack_every:
-                self._ack()
-
-    def _handle(self, ident: bytes, version: int, kind: int, codec: int, epoch: int, session: int, seq: int,
+    def _handle(self, ident: int, version: int, kind: int, codec: int, epoch: int, session: int, seq: int,
                 payload: bytes) -> None:
         if version != VERSION:
             self._refuse(ident, epoch, session, "version", f"protocol version {version}, expected {VERSION}")
@@ -337,7 +389,7 @@ class _ReceiverRun:
     def _alive(self) -> bool:
         return self.peer is not None and time.monotonic() - self.last_heard <= 3 * self.cfg.heartbeat_s
 
-    def _hello(self, ident: bytes, codec: int, epoch: int, session: int, base: int, payload: bytes) -> None:
+    def _hello(self, ident: int, codec: int, epoch: int, session: int, base: int, payload: bytes) -> None:
         route = payload.decode(errors="replace")
         if route != self.cfg.route:
             self._refuse(ident, epoch, session, "route", f"this endpoint carries route '{self.cfg.route}'")
@@ -363,7 +415,7 @@ class _ReceiverRun:
         self.unacked = 0
         self._reply(ident, WELCOME, epoch, session, self.expected, LIMIT.pack(self.frame_limit))
 
-    def _data(self, ident: bytes, codec: int, epoch: int, seq: int, payload: bytes) -> None:
+    def _data(self, ident: int, codec: int, epoch: int, seq: int, payload: bytes) -> None:
         if seq < self.expected:
             self.stats.duplicates_dropped += 1
             self.unacked += 1  # say again what was delivered, so the sender lets go of it
@@ -378,7 +430,7 @@ class _ReceiverRun:
             return
         self._deliver([message], len(payload))
 
-    def _batch(self, ident: bytes, codec: int, epoch: int, seq: int, payload: bytes) -> None:
+    def _batch(self, ident: int, codec: int, epoch: int, seq: int, payload: bytes) -> None:
         """Deliver the records of a BATCH that are new, once every record of it has passed its checks."""
         if seq > self.expected:
             self._gap(ident, epoch)
@@ -398,13 +450,13 @@ class _ReceiverRun:
         if messages:
             self._deliver(messages, travelled)
 
-    def _gap(self, ident: bytes, epoch: int) -> None:
+    def _gap(self, ident: int, epoch: int) -> None:
         """A frame went missing before this one: restart the epoch (once per epoch)."""
         if (self.session, epoch) not in self.resynced:
             self._remember(self.session, epoch)
             self._reply(ident, RESYNC, epoch, self.session, self.expected)
 
-    def _stop_peer(self, ident: bytes, epoch: int, exc: FrameRejected) -> None:
+    def _stop_peer(self, ident: int, epoch: int, exc: FrameRejected) -> None:
         """Count a refused frame of the current sender and stop that sender with the reason.
 
         Only the session's own sender gets here, so this is a misconfigured or broken peer: better it stops

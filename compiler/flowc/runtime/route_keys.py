@@ -1,7 +1,8 @@
-"""Route keys: each node's CURVE keypair and the public keys of the nodes it exchanges routes with.
+"""Route keys: each node's Curve25519 keypair and the public keys of the nodes it exchanges routes with.
 
-A route with ``auth: curve`` (the default) is carried over ZeroMQ CURVE: the receiver lets in only the route's
-source node (its public key), and the sender accepts only the receiver of its target node. ``flowc keys
+A route with ``auth: curve`` (the default) starts each connection with a Noise handshake over these keys
+(:mod:`flowc.runtime.route_link`): the receiver lets in only the route's source node (its public key), and the
+sender accepts only the receiver of its target node. ``flowc keys
 generate`` makes the keys (:func:`generate`) once per plan, outside the deterministic build output: per node
 a folder holding ``<node>.key_secret`` (its keypair, mode 0600) and ``<peer>.key`` for every peer (public
 keys), in ZeroMQ's certificate format (:func:`zmq.auth.load_certificate` reads them).

@@ -18,9 +18,10 @@ import struct
 import lz4.block
 import zstandard
 
-#: Protocol version: 2 added BATCH frames, 3 sends data as one frame (header and payload together); a peer of
-#: another version is refused with a REJECT naming both versions.
-VERSION = 3
+#: Protocol version: 2 added BATCH frames, 3 sent data as one frame, 4 every message as one frame over the route's
+#: own TCP connection (:mod:`flowc.runtime.route_link`); a peer of another version is refused with a REJECT naming
+#: both versions.
+VERSION = 4
 DATA, HELLO, WELCOME, ACK, HEARTBEAT, RESYNC, REJECT, BATCH = range(1, 9)
 CODECS = {"none": 0, "lz4": 1, "zstd": 2}
 HEADER = struct.Struct("!BBBxIQQ")  # version, kind, codec, (pad), epoch, session, sequence
@@ -35,7 +36,7 @@ _ZSTD_MIN_WINDOW = 1 << 10  # zstd's smallest window (ZSTD_WINDOWLOG_MIN)
 
 #: Why a receiver refuses a frame; the keys of :attr:`BridgeStats.rejects`.
 REASONS = (
-    "malformed",  # not one or two frames, a header of the wrong size, or a batch that is not 1 to MAX_RECORDS records
+    "malformed",  # a frame shorter than a header, or a batch that is not 1 to MAX_RECORDS records
     "version",  # another protocol version
     "kind",  # a kind only a receiver sends, or no kind at all
     "route",  # a HELLO for another route
