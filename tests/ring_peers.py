@@ -314,6 +314,9 @@ int main(int argc, char **argv) {
 """
 
 
+_U32, _U64 = struct.Struct("<I"), struct.Struct("<Q")  # shared words as :func:`peek_u32` and :func:`peek_u64` read them
+
+
 def need_tool(*names: str) -> str:
     """Return the path of the first of ``names`` on ``PATH``; fail the calling test when there is none.
 
@@ -445,22 +448,23 @@ def ring_maker(prefix: str) -> Iterator[Callable[..., Ring]]:
             Ring.unlink(ring.name)
 
 
-def peek_u32(ring_name: str, offset: int) -> int:
-    """A ``u32`` of the segment ``/dev/shm/<ring_name>`` at ``offset``, read as another process sees it."""
+def _peek(ring_name: str, offset: int, word: struct.Struct) -> int:
+    """The little-endian ``word`` of the segment ``/dev/shm/<ring_name>`` at ``offset``, as another process sees it."""
     fd = os.open(f"/dev/shm/{ring_name}", os.O_RDONLY)
     try:
-        return struct.unpack("<I", os.pread(fd, 4, offset))[0]
+        return word.unpack(os.pread(fd, word.size, offset))[0]
     finally:
         os.close(fd)
+
+
+def peek_u32(ring_name: str, offset: int) -> int:
+    """A ``u32`` of the segment ``/dev/shm/<ring_name>`` at ``offset``, read as another process sees it."""
+    return _peek(ring_name, offset, _U32)
 
 
 def peek_u64(ring_name: str, offset: int) -> int:
     """A ``u64`` of the segment ``/dev/shm/<ring_name>`` at ``offset``, read as another process sees it."""
-    fd = os.open(f"/dev/shm/{ring_name}", os.O_RDONLY)
-    try:
-        return struct.unpack("<Q", os.pread(fd, 8, offset))[0]
-    finally:
-        os.close(fd)
+    return _peek(ring_name, offset, _U64)
 
 
 def consumer_line(ring: Ring, index: int) -> int:
