@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flowc.runtime.bridge import BridgeError, BridgeStats, Sender
-from flowc.runtime.bridge_receiver import Receiver
+from flowc.runtime.bridge_receiver import MAX_CONNECTIONS, MAX_HANDSHAKES, Receiver
 from flowc.runtime.route_keys import CurveKeys
 from flowc.runtime.route_link import Link, LinkClosed, parse_endpoint
 from flowc.runtime.wire import (
@@ -101,7 +101,7 @@ def receiver() -> Iterator:
     def start(compression: str = "none", **options) -> Running:
         port = free_port()
         run = Running(port, BridgeStats(), threading.Event(), threading.Thread())
-        recv = Receiver(run.endpoint, ROUTE, compression, auth=RECEIVER_KEYS, **options)
+        recv = Receiver(run.endpoint, ROUTE, compression, **{"auth": RECEIVER_KEYS, **options})
 
         def main() -> None:
             try:
@@ -223,8 +223,9 @@ class Feed:
         assert delivered == [self.message(i) for i in range(len(delivered))]
 
 
-def start_sender(endpoint: str, feed: Feed, stop: threading.Event, heartbeat_s: float = 0.2) -> threading.Thread:
-    sender = Sender(endpoint, ROUTE, heartbeat_s=heartbeat_s, drain_timeout_s=2.0, auth=SOURCE_KEYS)
+def start_sender(endpoint: str, feed: Feed, stop: threading.Event, heartbeat_s: float = 0.2,
+                 auth: CurveKeys | None = SOURCE_KEYS) -> threading.Thread:
+    sender = Sender(endpoint, ROUTE, heartbeat_s=heartbeat_s, drain_timeout_s=2.0, auth=auth)
     thread = threading.Thread(target=sender.run, args=(feed.recv, stop), daemon=True)
     thread.start()
     return thread
@@ -527,3 +528,64 @@ def test_fuzzed_frames_are_counted_and_never_delivered(live_route, batch: list[l
             assert counted[reason] >= wanted.get(reason, 0)
         else:
             assert counted[reason] == wanted.get(reason, 0), (reason, counted, wanted)
+
+
+def silent_connections(endpoint: str, count: int) -> list[socket.socket]:
+    """``count`` TCP connections to ``endpoint`` that never send a byte (waiting for it to listen)."""
+    address = parse_endpoint(endpoint)
+    made: list[socket.socket] = []
+    deadline = time.monotonic() + DEADLINE_S
+    while len(made) < count:
+        try:
+            made.append(socket.create_connection(address, timeout=DEADLINE_S))
+        except ConnectionRefusedError:
+            assert time.monotonic() < deadline, f"nothing listens at {endpoint}"
+            time.sleep(0.01)
+    return made
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    """Whether the other end closed ``sock`` (it never sends anything else)."""
+    return bool(select.select([sock], [], [], 0)[0]) and sock.recv(1) == b""
+
+
+def test_half_open_connections_cannot_pile_up(receiver) -> None:
+    """Connections that never finish the handshake: the oldest beyond the cap go at once, the rest at the deadline."""
+    run = receiver(handshake_s=1.0)
+    silent = silent_connections(run.endpoint, MAX_HANDSHAKES + 6)
+    try:
+        wait_for(lambda: sum(closed_by_peer(s) for s in silent[:6]) == 6, "the six oldest to be closed")
+        assert not any(closed_by_peer(s) for s in silent[6:]), "the newest are still within their deadline"
+        wait_for(lambda: run.stats.handshake_failures == MAX_HANDSHAKES + 6, "every handshake to time out")
+        feed, stop = Feed(), threading.Event()
+        sender = start_sender(run.endpoint, feed, stop)
+        wait_for(lambda: len(run.delivered) >= 20, "the real sender, after the strangers")
+        stop.set()
+        sender.join(DEADLINE_S)
+    finally:
+        for sock in silent:
+            sock.close()
+    feed.check(run.delivered)
+    assert run.stats.auth_failures == 0 and run.stats.rejected == 0
+
+
+def test_a_route_without_keys_holds_a_bounded_number_of_connections(receiver) -> None:
+    """Without keys every connection is ready at once: beyond the cap the oldest stranger goes, never the sender."""
+    run = receiver(auth=None)
+    feed, stop = Feed(), threading.Event()
+    sender = start_sender(run.endpoint, feed, stop, auth=None)
+    silent: list[socket.socket] = []
+    try:
+        wait_for(lambda: len(run.delivered) >= 10, "the real sender's first messages")
+        silent = silent_connections(run.endpoint, MAX_CONNECTIONS + 20)
+        wait_for(lambda: sum(closed_by_peer(s) for s in silent[:21]) == 21, "the oldest strangers to be closed")
+        assert not any(closed_by_peer(s) for s in silent[21:])
+        delivered = len(run.delivered)
+        wait_for(lambda: len(run.delivered) >= delivered + 20, "the real sender to go on")
+    finally:
+        stop.set()
+        sender.join(DEADLINE_S)
+        for sock in silent:
+            sock.close()
+    feed.check(run.delivered)
+    assert run.stats.reconnects == 0, "the sender's connection was never the one closed"

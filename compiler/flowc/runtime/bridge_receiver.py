@@ -3,14 +3,15 @@
 The protocol is described in :mod:`flowc.runtime.bridge`. The receiver is the side a stranger can reach. With
 keys, only the route's source node completes the Noise handshake (others are counted in ``auth_failures`` and
 never read), a connection that has not finished its handshake within ``handshake_s`` is closed, and at most
-:data:`MAX_HANDSHAKES` connections may be in their handshake at once (the oldest is closed first), so half-open
-connections cannot pile up. Even the trusted peer is not trusted with memory: a frame over the ring's largest
-message ends its connection as soon as the record that crosses the limit arrives, a payload is only raw or the
-route's own codec and is refused before decompressing if it says it is larger than the ring's largest message, a
-``BATCH`` is checked whole (at most :data:`~flowc.runtime.wire.MAX_RECORDS` records, each as a ``DATA`` payload,
-their stated sizes together within the frame limit) before any of it is delivered, another session can take over
-the route only once its sender has been silent for three heartbeats, and what a stranger can make it remember is
-bounded (``max_peers``, oldest forgotten first). Every refused frame is counted by reason in
+:data:`MAX_HANDSHAKES` connections may be in their handshake at once and :data:`MAX_CONNECTIONS` open at all (the
+oldest is closed first, never the current sender's), so half-open and idle connections cannot pile up. Even the
+trusted peer is not trusted with memory: a frame over the ring's largest message ends its connection as soon as the
+record that crosses the limit arrives, a payload is only raw or the route's own codec and is refused before
+decompressing if it says it is larger than the ring's largest message, a ``BATCH`` is checked whole (at most
+:data:`~flowc.runtime.wire.MAX_RECORDS` records, each as a ``DATA`` payload, their stated sizes together within the
+frame limit) before any of it is delivered, another session can take over the route only once its sender has been
+silent for three heartbeats, and what a stranger can make it remember is bounded (``max_peers``, oldest forgotten
+first). Every refused frame is counted by reason in
 :attr:`BridgeStats.rejects`; none is delivered, none ends the process.
 """
 
@@ -62,6 +63,9 @@ DEFAULT_MAX_PEERS = 1024
 _REASON_BYTES = 1024  # a REJECT's reason stays well inside the sender's frame limit
 #: Most connections in their handshake at once; a new one beyond it closes the oldest.
 MAX_HANDSHAKES = 64
+#: Most connections at once (a route has one sender; the rest are reconnects and strangers): a new one beyond it
+#: closes the oldest that is not the current sender's.
+MAX_CONNECTIONS = 256
 #: Bytes of replies a receiver keeps for a peer that does not read them; beyond it, replies to it are dropped
 #: (every reply is repeated or superseded later).
 _REPLY_BUFFER = 1 << 20
@@ -161,7 +165,8 @@ class _ReceiverRun:
         self.listener: socket.socket | None = None
         self.poller = select.poll()
         self.connections: dict[int, _Connection] = {}  # by descriptor
-        self.by_ident: dict[int, _Connection] = {}
+        self.by_ident: dict[int, _Connection] = {}  # in the order they came
+        self.handshaking: dict[int, _Connection] = {}  # by ident, those whose handshake is not done
         self.next_ident = 1
         self.last_frame = 0.0  # when frames last came: the receiver polls between yields for BUSY_POLL_S after it
 
@@ -255,18 +260,21 @@ class _ReceiverRun:
             except OSError:
                 return  # out of descriptors or the like: the connection stays queued until there is room
             link = Link(sock, initiator=False, keys=self.cfg.auth, max_frame=self.frame_limit + HEADER.size)
-            handshaking = [c for c in self.connections.values() if not c.link.ready]
-            if len(handshaking) >= MAX_HANDSHAKES:
-                self._drop(min(handshaking, key=lambda c: c.deadline), handshake_failed=True)
+            if len(self.handshaking) >= MAX_HANDSHAKES:
+                self._drop(next(iter(self.handshaking.values())), handshake_failed=True)
+            if len(self.connections) >= MAX_CONNECTIONS:
+                self._drop(next(c for c in self.by_ident.values() if c.ident != self.peer))
             connection = _Connection(self.next_ident, link, time.monotonic() + self.cfg.handshake_s)
             self.next_ident += 1
             self.connections[sock.fileno()] = connection
             self.by_ident[connection.ident] = connection
+            if not link.ready:
+                self.handshaking[connection.ident] = connection
             self.poller.register(sock, _POLLIN)
 
     def _expire(self, now: float) -> None:
         """Close the connections whose handshake is overdue."""
-        for connection in [c for c in self.connections.values() if not c.link.ready and now > c.deadline]:
+        for connection in [c for c in self.handshaking.values() if now > c.deadline]:
             self._drop(connection, handshake_failed=True)
 
     def _drop(self, connection: _Connection, *, handshake_failed: bool = False, auth_failed: bool = False) -> None:
@@ -275,6 +283,7 @@ class _ReceiverRun:
         self.poller.unregister(fd)
         del self.connections[fd]
         del self.by_ident[connection.ident]
+        self.handshaking.pop(connection.ident, None)
         connection.link.close()
         if handshake_failed or auth_failed:
             self.stats.handshake_failures += 1
@@ -289,6 +298,8 @@ class _ReceiverRun:
             if events & _POLLOUT:
                 link.flush()
             frames = link.read() if events & ~_POLLOUT else []
+            if link.ready and connection.ident in self.handshaking:
+                del self.handshaking[connection.ident]
             if frames:
                 self.last_frame = time.monotonic()
             for frame in frames:
