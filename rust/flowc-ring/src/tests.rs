@@ -117,14 +117,18 @@ fn poke(words: &mut [u64], off: usize, value: u64) {
     words[off / 8] = value;
 }
 
-fn broken_recv(edit: impl Fn(&mut Vec<u64>, u64)) -> String {
-    let mut words = fresh(1024, 1, 1, false);
-    let data = layout_data_offset(1, 1);
-    edit(&mut words, data);
+/// Applies `edit` (given the data area's offset) to a fresh one-producer segment `words` with `consumers`
+/// consumers, then receives as consumer `reader`: the error, which must have marked the ring broken.
+fn broken_at(mut words: Vec<u64>, consumers: u64, reader: u32, edit: impl Fn(&mut Vec<u64>, usize)) -> String {
+    edit(&mut words, layout_data_offset(1, consumers) as usize);
     let seg = Segment::from_words(words).unwrap();
-    let err = seg.consumer(0).unwrap().recv(&mut Vec::new(), SHORT).unwrap_err();
+    let err = seg.consumer(reader).unwrap().recv(&mut Vec::new(), SHORT).unwrap_err();
     assert!(seg.stats().broken, "{err}");
     err.to_string()
+}
+
+fn broken_recv(edit: impl Fn(&mut Vec<u64>, usize)) -> String {
+    broken_at(fresh(1024, 1, 1, false), 1, 0, edit)
 }
 
 #[test]
@@ -141,12 +145,12 @@ fn corrupt_positions_and_records_break_the_ring() {
     assert!(why.contains("ahead of the published position"), "{why}");
     let why = broken_recv(|w, data| {
         poke(w, OFF_PUBLISHED, 64);
-        poke(w, data as usize, 0xffff_ffff); // len u32::MAX, flags 0
+        poke(w, data, 0xffff_ffff); // len u32::MAX, flags 0
     });
     assert!(why.contains("corrupt record length"), "{why}");
     let why = broken_recv(|w, data| {
         poke(w, OFF_PUBLISHED, 64);
-        poke(w, data as usize + 1000, 200); // a record of 200 bytes 24 bytes before the end
+        poke(w, data + 1000, 200); // a record of 200 bytes 24 bytes before the end
         poke(w, cursor, 1000);
         poke(w, OFF_PUBLISHED, 1064);
     });
@@ -425,13 +429,7 @@ fn a_live_holder_is_waited_for_on_the_space_doorbell() {
 }
 
 fn broken_shared_recv(edit: impl Fn(&mut Vec<u64>, usize)) -> String {
-    let mut words = fresh_shared(1024, 1, 2);
-    let data = layout_data_offset(1, 2) as usize;
-    edit(&mut words, data);
-    let seg = Segment::from_words(words).unwrap();
-    let err = seg.consumer(1).unwrap().recv(&mut Vec::new(), SHORT).unwrap_err();
-    assert!(seg.stats().broken, "{err}");
-    err.to_string()
+    broken_at(fresh_shared(1024, 1, 2), 2, 1, edit)
 }
 
 #[test]
