@@ -124,8 +124,12 @@ def receiver() -> Iterator:
 class Stranger:
     """A peer with its own connection that speaks (or mangles) the route protocol."""
 
-    def __init__(self, endpoint: str, keys: CurveKeys = SOURCE_KEYS) -> None:
-        """Connect to ``endpoint`` with ``keys`` (waiting for the receiver to listen) and finish the handshake."""
+    def __init__(self, endpoint: str, keys: CurveKeys | None = SOURCE_KEYS) -> None:
+        """Connect to ``endpoint`` with ``keys`` (waiting for the receiver to listen) and finish the handshake.
+
+        Raises:
+            LinkClosed: The receiver refused the handshake.
+        """
         deadline = time.monotonic() + DEADLINE_S
         while True:
             try:
@@ -140,15 +144,21 @@ class Stranger:
         self.replies: deque[bytes] = deque()
         while not self.link.ready:
             assert time.monotonic() < deadline, "the receiver never finished the handshake"
-            self._pump(0.1)
+            self.pump(0.1)
 
-    def _pump(self, timeout: float) -> None:
-        """Wait up to ``timeout`` for the socket; write what waits, keep the replies that came."""
+    def pump(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for the socket; write what waits, keep the replies that came.
+
+        Raises:
+            LinkClosed: The receiver ended the connection (what it sent before is kept).
+        """
         link = self.link
         readable, _, _ = select.select([link], [link] if link.pending else [], [], timeout)
         link.flush()
         if readable:
             self.replies.extend(link.read())
+            if link.at_eof:
+                raise LinkClosed("closed", "the receiver closed the connection")
 
     def send(self, *parts: bytes) -> None:
         """Send ``parts`` as one frame and wait until the socket has taken it."""
@@ -156,7 +166,7 @@ class Stranger:
         deadline = time.monotonic() + DEADLINE_S
         while self.link.pending:
             assert time.monotonic() < deadline, "the receiver stopped reading"
-            self._pump(0.1)
+            self.pump(0.1)
 
     def expect(self, kind: int, session: int | None = None) -> tuple[tuple[int, ...], bytes]:
         """The next reply of ``kind`` (for ``session``), skipping others."""
@@ -168,7 +178,7 @@ class Stranger:
                 self.seen.append(fields[1])
                 if fields[1] == kind and (session is None or fields[4] == session):
                     return fields, frame[HEADER.size:]
-            self._pump(0.1)
+            self.pump(0.1)
         raise AssertionError(f"no reply of kind {kind}")
 
     def handshake(self, codec: int = 0, epoch: int = 1) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import select
 import signal
 import socket
 import subprocess
@@ -22,8 +21,9 @@ import pytest
 import zstandard
 
 from flowc.runtime.route_keys import CurveKeys, load
-from flowc.runtime.route_link import Link, LinkClosed
-from flowc.runtime.wire import DATA, HEADER, HELLO, REJECT, WELCOME, header
+from flowc.runtime.route_link import LinkClosed
+from flowc.runtime.wire import DATA, HELLO, REJECT, WELCOME, header
+from test_bridge_hostile import Stranger
 
 TESTS = Path(__file__).resolve().parent
 MIB = 1 << 20
@@ -70,82 +70,35 @@ def build(tmp: Path) -> tuple[Path, Path]:
     return plan_path, keys
 
 
-class Peer:
-    """A stranger's connection to the route's port, speaking the route's records with ``keys`` (or none)."""
-
-    def __init__(self, port: int, keys: CurveKeys | None, deadline: float) -> None:
-        """Connect, waiting for the receiver to listen."""
-        while True:
-            try:
-                sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-                break
-            except ConnectionRefusedError:
-                assert time.monotonic() < deadline, "the receiver never listened"
-                time.sleep(0.05)
-        self.link = Link(sock, initiator=True, keys=keys, max_frame=MIB)
-        self.frames: list[bytes] = []
-
-    def pump(self, timeout: float) -> None:
-        """Wait up to ``timeout`` for the socket; write what waits, keep what came (LinkClosed once it ends)."""
-        link = self.link
-        readable, _, _ = select.select([link], [link] if link.pending else [], [], timeout)
-        link.flush()
-        if readable:
-            self.frames += link.read()
-            if link.at_eof:
-                raise LinkClosed("closed", "the receiver closed the connection")
-
-    def send(self, frame: bytes, deadline: float) -> None:
-        self.link.send(frame)
-        while self.link.pending:
-            assert time.monotonic() < deadline, "the receiver stopped reading"
-            self.pump(0.1)
-
-    def reply(self, kind: int, deadline: float) -> bytes:
-        while time.monotonic() < deadline:
-            while self.frames:
-                frame = self.frames.pop(0)
-                if HEADER.unpack_from(frame)[1] == kind:
-                    return frame[HEADER.size:]
-            self.pump(0.1)
-        raise AssertionError(f"no reply of kind {kind}")
-
-    def close(self) -> None:
-        self.link.close()
-
-
-def refused(port: int, keys: CurveKeys | None, deadline: float) -> None:
+def refused(endpoint: str, keys: CurveKeys | None, deadline: float) -> None:
     """A stranger says HELLO and never hears back: the receiver ends the connection in the handshake."""
-    peer = Peer(port, keys, deadline)
-    try:
-        if keys is None:  # no handshake of its own: the HELLO is the first record the receiver sees
-            peer.link.send(header(HELLO, 0, 1, 99, 1) + b"feed_route")
-        with pytest.raises(LinkClosed):
-            while time.monotonic() < deadline:
-                peer.pump(0.1)
-        assert peer.frames == [] and (keys is None or not peer.link.ready), "a stranger was answered"
-    finally:
-        peer.close()
-
-
-def attack(port: int, keys: CurveKeys, deadline: float) -> None:
-    """The issue's frames: junk claiming lz4 and a zstd bomb on a 'none' route, then six 2 MiB frames."""
-    peer = Peer(port, keys, deadline)
-    try:
-        while not peer.link.ready:
-            assert time.monotonic() < deadline, "the receiver never finished the handshake"
+    peer: Stranger | None = None
+    with pytest.raises(LinkClosed):
+        peer = Stranger(endpoint, keys)  # a key of its own: refused here
+        # no key: no handshake of its own, so the HELLO is the first record the receiver sees
+        peer.link.send(header(HELLO, 0, 1, 99, 1) + b"feed_route")
+        while time.monotonic() < deadline:
             peer.pump(0.1)
+    if peer is not None:
+        peer.close()
+        assert not peer.replies, "a stranger was answered"
+
+
+def attack(endpoint: str, keys: CurveKeys) -> None:
+    """The issue's frames: junk claiming lz4 and a zstd bomb on a 'none' route, then six 2 MiB frames."""
+    peer = Stranger(endpoint, keys)
+    try:
         for codec, payload in ((1, os.urandom(512)), (2, zstandard.ZstdCompressor().compress(bytes(8 * MIB)))):
             session = secrets.randbits(64) | 1
-            peer.send(header(HELLO, 0, 1, session, 1) + b"feed_route", deadline)
-            peer.reply(WELCOME, deadline)
-            peer.send(header(DATA, codec, 1, session, 1) + payload, deadline)
-            assert b"codec id" in peer.reply(REJECT, deadline)
+            peer.send(header(HELLO, 0, 1, session, 1), b"feed_route")
+            peer.expect(WELCOME, session)
+            peer.send(header(DATA, codec, 1, session, 1), payload)
+            assert b"codec id" in peer.expect(REJECT, session)[1]
         big = bytes(2 * MIB)
         with pytest.raises(LinkClosed):  # the receiver ends the connection
             for seq in range(1, 7):
-                peer.send(header(DATA, 0, 1, 7, seq) + big, deadline)
-            while time.monotonic() < deadline:
+                peer.send(header(DATA, 0, 1, 7, seq), big)
+            while True:
                 peer.pump(0.1)
     finally:
         peer.close()
@@ -163,9 +116,10 @@ def test_a_launched_receiver_survives_and_reports_hostile_frames(tmp_path: Path)
         source = load(keys / "edge", "edge", "core")  # the source node's own keypair, and the receiver's key
         own, _ = CurveKeys.pair()
         deadline = time.monotonic() + 30
-        attack(port, source, deadline)  # first: it also waits until the receiver is up
-        refused(port, None, deadline)  # no key at all
-        refused(port, CurveKeys(own.public, own.secret, source.peer), deadline)  # a key of its own
+        endpoint = f"tcp://127.0.0.1:{port}"
+        attack(endpoint, source)  # first: it also waits until the receiver is up
+        refused(endpoint, None, deadline)  # no key at all
+        refused(endpoint, CurveKeys(own.public, own.secret, source.peer), deadline)  # a key of its own
         core.send_signal(signal.SIGTERM)
         assert core.wait(timeout=40) == 0, core.stderr.read()
     finally:
