@@ -13,9 +13,11 @@ import time
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from noise.connection import Keypair, NoiseConnection
+from zmq.utils import z85
 
 from flowc.runtime.route_keys import CurveKeys
-from flowc.runtime.route_link import CHUNK, RECORD, REFUSED, Link, LinkClosed, parse_endpoint
+from flowc.runtime.route_link import CHUNK, PROLOGUE, PROTOCOL, RECORD, REFUSED, Link, LinkClosed, parse_endpoint
 
 MIB = 1 << 20
 DEADLINE_S = 10.0
@@ -230,3 +232,42 @@ def test_a_record_without_its_frame_flag_is_a_protocol_error() -> None:
 def test_an_endpoint_that_is_not_tcp_host_port_is_refused(endpoint: str) -> None:
     with pytest.raises(ValueError, match="is not a tcp://host:port endpoint"):
         parse_endpoint(endpoint)
+
+
+def test_records_are_noise_transport_messages_both_ways() -> None:
+    """A peer that is only the noiseprotocol library (its own handshake and transport calls) talks to a Link."""
+    ours, theirs = socket.socketpair()
+    receiver = Link(ours, initiator=False, keys=RECEIVER_KEYS, max_frame=MIB)
+    noise = NoiseConnection.from_name(PROTOCOL)
+    noise.set_as_initiator()
+    noise.set_keypair_from_private_bytes(Keypair.STATIC, z85.decode(SENDER_KEYS.secret))
+    noise.set_keypair_from_public_bytes(Keypair.REMOTE_STATIC, z85.decode(SENDER_KEYS.peer))
+    noise.set_prologue(PROLOGUE)
+    noise.start_handshake()
+
+    def write(body: bytes) -> None:
+        theirs.sendall(RECORD.pack(len(body)) + body)
+
+    def read_record() -> bytes:
+        head = theirs.recv(RECORD.size, socket.MSG_WAITALL)
+        return theirs.recv(RECORD.unpack(head)[0], socket.MSG_WAITALL)
+
+    write(bytes(noise.write_message()))
+    pump(receiver, until=lambda: receiver.ready)
+    noise.read_message(read_record())
+    assert noise.handshake_finished and receiver.ready
+    for frame in (b"first", b"second" * 50):
+        write(noise.encrypt(b"\x00" + frame))  # the frame flag byte: 0, the frame's last record
+    assert pump(receiver) == [[b"first", b"second" * 50]]
+    receiver.send(b"answer")
+    assert noise.decrypt(read_record()) == b"\x00answer"
+    receiver.close()
+    theirs.close()
+
+
+def test_nothing_is_sent_in_the_clear_before_the_handshake_finishes() -> None:
+    sender, receiver = pair(SENDER_KEYS, RECEIVER_KEYS)
+    with pytest.raises(RuntimeError, match="before the handshake"):
+        sender.send(b"too early")
+    sender.close()
+    receiver.close()
