@@ -35,6 +35,8 @@ pub struct Producer {
     index: u32,
     cap: u64,
     drop: bool,
+    /// The ring has one producer slot (this one): the reservation needs no compare-and-swap.
+    single: bool,
     /// Shared ring: only consumer line 0's cursor (the group's release position) bounds the space.
     shared: bool,
     budget: Budget,
@@ -50,6 +52,7 @@ impl Producer {
         Producer {
             cap: m.capacity,
             drop: m.drop_oldest(),
+            single: m.producers == 1,
             shared: m.shared(),
             budget: Budget::of(&m),
             pid: std::process::id() as i32,
@@ -137,6 +140,12 @@ impl Producer {
             // RELEASE orders our last publish before the new claim.
             seg.prod_pid(self.index).store(self.pid, Ordering::Relaxed);
             seg.prod_u64(self.index, LINE_CLAIM).store(h, Ordering::Release);
+            if self.single && !self.drop {
+                // The ring's only producer: nobody else moves `reserve`, so no compare-and-swap (a locked
+                // instruction on the path of every send). RELEASE, as the CAS: a reader of it sees the claim.
+                seg.reserve().store(end, Ordering::Release);
+                break (h, end, pad);
+            }
             // ACQ_REL: the payload stores below stay after the claim
             if seg.reserve().compare_exchange(h, end, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
                 break (h, end, pad);
