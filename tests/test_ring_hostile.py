@@ -446,9 +446,10 @@ def test_a_live_reserver_that_stalls_past_the_timeout_breaks_the_ring(ring_name:
 def _send_without_timeout(name: str, sleeper: int, results: Any) -> None:
     ring = Ring.attach(name)
     forge_reservation(ring, 1, sleeper, 40)
-    results.put("ready")
-    try:
-        ring.producer(0).send(b"x" * 40)
+    tx = ring.producer(0)
+    try:  # from "ready" on, a SIGINT anywhere is this send's to answer
+        results.put("ready")
+        tx.send(b"x" * 40)
     except KeyboardInterrupt:
         results.put("interrupted")
     results.put(ring.stats()["broken"])
@@ -462,6 +463,10 @@ def test_sigint_interrupts_a_send_waiting_for_a_live_reserver(ring_name: str) ->
     try:
         proc.start()
         assert results.get(timeout=30) == "ready"
+        # The send has reserved behind the forged reservation (two records of 40 bytes: 96) and waits to publish.
+        deadline = time.monotonic() + 10
+        while struct.unpack_from("<Q", ring._mm, LAYOUT["reserve"])[0] < 96 and time.monotonic() < deadline:
+            time.sleep(0.01)
         time.sleep(0.3)  # let it reach the slow wait (any moment in the wait must be interruptible)
         os.kill(proc.pid, signal.SIGINT)
         assert results.get(timeout=10) == "interrupted"
