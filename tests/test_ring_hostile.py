@@ -444,6 +444,9 @@ def test_a_live_reserver_that_stalls_past_the_timeout_breaks_the_ring(ring_name:
 
 
 def _send_without_timeout(name: str, sleeper: int, results: Any) -> None:
+    # Python's own Ctrl-C handler, as in a terminal: a test run started as a background job inherits SIGINT ignored,
+    # and an ignored SIGINT would never reach the send.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     ring = Ring.attach(name)
     forge_reservation(ring, 1, sleeper, 40)
     tx = ring.producer(0)
