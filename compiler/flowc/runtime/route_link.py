@@ -174,6 +174,7 @@ class Link:
 
         Raises:
             LinkClosed: The socket failed.
+            RuntimeError: The handshake has not finished (a link with keys sends nothing in the clear).
         """
         sealer = self._sealer
         if sealer is None and self._noise is not None:
