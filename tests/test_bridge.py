@@ -15,6 +15,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pytest
+import zmq
 
 from flowc.runtime.bridge import BridgeError, BridgeStats, Sender
 from flowc.runtime.bridge_receiver import Receiver
@@ -351,6 +352,45 @@ def test_a_sender_talks_only_to_the_receiver_whose_key_it_was_given() -> None:
     assert sender.live_stats.acked == 0 and sender.live_stats.sent == 0, "nothing goes to a receiver with another key"
     assert listening.delivered == [] and listening.stats.handshake_failures >= 1
     assert listening.stats.auth_failures >= 1
+
+
+@pytest.mark.parametrize("auth", [False, True])
+def test_a_sender_facing_a_zeromq_receiver_names_the_version_mismatch(auth: bool) -> None:
+    """A receiver from before protocol 4 was a ZeroMQ ROUTER (with CURVE): the sender stops and says so."""
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    sender_keys, receiver_keys = CurveKeys.pair()
+    if auth:
+        router.curve_server = True
+        router.curve_publickey, router.curve_secretkey = receiver_keys.public, receiver_keys.secret
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        sender = Sender(f"tcp://127.0.0.1:{port}", "quotes", heartbeat_s=HEARTBEAT_S, drain_timeout_s=0.2,
+                        auth=sender_keys if auth else None)
+        with pytest.raises(BridgeError, match="speaks ZeroMQ: it is a flowc bridge from before route protocol 4"):
+            run_for(sender, DEADLINE_S)
+        assert sender.live_stats.sent == 0 and sender.live_stats.handshake_failures == 1
+    finally:
+        router.close(0)
+        ctx.term()
+
+
+def test_a_zeromq_sender_is_counted_as_another_protocol_version() -> None:
+    """A sender from before protocol 4 (a ZeroMQ DEALER) reaches nothing and shows up in the receiver's rejects."""
+    listening = Listening(None)
+    ctx = zmq.Context()
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.connect(listening.endpoint)
+    try:  # ZeroMQ greets on connect, before any message
+        deadline = time.monotonic() + DEADLINE_S
+        while listening.stats.rejects.get("version", 0) == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        dealer.close(0)
+        ctx.term()
+        listening.close()
+    assert listening.stats.rejects.get("version", 0) >= 1
+    assert listening.stats.handshake_failures >= 1 and listening.delivered == []
 
 
 @pytest.mark.parametrize("name", ["none", "lz4", "zstd"])

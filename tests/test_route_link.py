@@ -271,3 +271,29 @@ def test_nothing_is_sent_in_the_clear_before_the_handshake_finishes() -> None:
         sender.send(b"too early")
     sender.close()
     receiver.close()
+
+
+@pytest.mark.parametrize("cut", [0, 1, 5, 9])
+def test_a_zeromq_greeting_is_named_however_it_arrives(cut: int) -> None:
+    """The 10-byte ZMTP signature, in one piece or two, ends the link as a ZeroMQ peer, not as a huge record."""
+    ours, theirs = socket.socketpair()
+    link = Link(ours, initiator=True, keys=SENDER_KEYS, max_frame=MIB)
+    greeting = b"\xff" + bytes(8) + b"\x7f" + b"\x03\x00NULL" + bytes(16)
+    with pytest.raises(LinkClosed) as ended:
+        for piece in (greeting[:cut], greeting[cut:]):
+            if piece:
+                theirs.sendall(piece)
+                pump(link)
+    assert ended.value.reason == "zeromq"
+    link.close()
+    theirs.close()
+
+
+def test_a_first_record_that_only_starts_like_a_greeting_is_not_mistaken_for_one() -> None:
+    ours, theirs = socket.socketpair()
+    link = Link(ours, initiator=False, keys=None, max_frame=1 << 17)
+    frame = b"y" * 0xFF10  # a record length whose first byte is 0xFF
+    theirs.sendall(RECORD.pack(len(frame) + 1) + b"\x00" + frame)
+    assert pump(link) == [[frame]]
+    link.close()
+    theirs.close()

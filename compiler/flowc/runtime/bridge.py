@@ -470,6 +470,11 @@ class _SenderRun:
         except LinkClosed as exc:
             if exc.reason in ("refused", "auth"):
                 raise self._refused(exc) from None
+            if exc.reason == "zeromq":
+                self.stats.handshake_failures += 1
+                raise BridgeError(f"the receiver at '{self.cfg.endpoint}' speaks ZeroMQ: it is a flowc bridge from "
+                                  f"before route protocol {VERSION}, which this one cannot talk to; run one flowc "
+                                  f"version on both nodes of route '{self.cfg.route}'") from None
             self._lost()
             return
         if self.link is link:

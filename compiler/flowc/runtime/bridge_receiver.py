@@ -311,8 +311,11 @@ class _ReceiverRun:
                 if self.unacked >= self.cfg.ack_every:
                     self._ack()
         except LinkClosed as exc:
+            if exc.reason == "zeromq":
+                stats.reject("version")  # a sender from before protocol 4 (routes over ZeroMQ)
             if connection.ident in self.by_ident:
-                self._drop(connection, handshake_failed=not link.ready, auth_failed=exc.reason == "auth")
+                self._drop(connection, handshake_failed=not link.ready or exc.reason == "zeromq",
+                           auth_failed=exc.reason == "auth")
             return
         if connection.ident not in self.by_ident:
             return  # dropped while its frames were handled (a reply could not be written)

@@ -58,6 +58,9 @@ REFUSED = b"\x00"
 #: Most bytes one :meth:`Link.read` takes from the socket: a fast peer cannot keep its reader from its other work.
 READ_BYTES = 256 << 10
 _LAST, _MORE = b"\x00", b"\x01"
+#: A ZeroMQ (ZMTP 3) greeting opens with 0xFF, eight bytes, then 0x7F. This protocol's first record is a handshake
+#: message or a HELLO frame, far shorter than the 65,280 bytes a length starting with 0xFF would announce.
+_ZMTP_SIGNATURE = 10
 #: A ChaCha20-Poly1305 nonce as Noise forms it: 32 zero bits, then the record counter (little-endian, 64 bits).
 _NONCE = struct.Struct("<4xQ")
 _BROKEN_HANDSHAKE = (NoiseInvalidMessage, NoiseHandshakeError, NoiseValidationError, NoiseValueError, InvalidTag,
@@ -70,7 +73,8 @@ class LinkClosed(Exception):
     Reasons: ``closed`` (the peer closed it or the socket failed), ``too_large`` (a frame over the limit),
     ``auth`` (the peer's handshake does not prove the key this end expects), ``refused`` (the receiver does not
     trust this end's key), ``protocol`` (a record that is not what the protocol allows, such as a peer without
-    keys talking to one with keys).
+    keys talking to one with keys), ``zeromq`` (the peer opened with a ZeroMQ greeting: a flowc bridge from before
+    route protocol 4, which carried routes over ZeroMQ).
     """
 
     def __init__(self, reason: str, detail: str) -> None:
@@ -142,6 +146,7 @@ class Link:
         self._parts: list[bytes] = []
         self._size = 0
         self.at_eof = False
+        self._opening = True  # no record has arrived yet: the peer's first bytes may be another protocol's greeting
         self._noise: NoiseConnection | None = None  # the handshake's state, until it is done
         self._sealer: _TransportCipher | None = None
         self._opener: _TransportCipher | None = None
@@ -228,6 +233,8 @@ class Link:
             self.at_eof = True
         elif data:
             buf += data
+        if self._opening and buf:
+            self._check_greeting(buf)
         frames: list[bytes] = []
         offset, end, head = 0, len(buf), RECORD.size
         while end - offset >= head:
@@ -245,6 +252,15 @@ class Link:
     def close(self) -> None:
         """Close the socket (nothing pending is written)."""
         self.sock.close()
+
+    def _check_greeting(self, buf: bytearray) -> None:
+        """Refuse a peer that opened with a ZeroMQ greeting (it would otherwise look like one huge record)."""
+        if buf[0] != 0xFF:
+            self._opening = False
+        elif len(buf) >= _ZMTP_SIGNATURE:
+            if buf[_ZMTP_SIGNATURE - 1] == 0x7F:
+                raise LinkClosed("zeromq", "the peer speaks ZeroMQ: a flowc bridge from before route protocol 4")
+            self._opening = False
 
     def _queue(self, body: bytes) -> None:
         if len(body) > MAX_RECORD:
